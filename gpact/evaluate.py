@@ -1,0 +1,55 @@
+"""The evaluation seam: a list of formulas in, one Fitness per formula out.
+
+The search, `gpact eval` and the scale-out backends all call `evaluate_population`; which trainer
+runs underneath (the one-at-a-time reference, or the population-batched evaluator) is an option here,
+so every caller gets the same numbers from the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sympy as sp
+
+from gpact.errors import ConfigError
+from gpact.expr import compile_expr
+from gpact.fitness import Fitness, evaluate_reference
+from gpact.grammar import Grammar
+from gpact.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.tasks import Task
+
+EVALUATORS = ("auto", "reference", "batched")
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def evaluate_population(
+    exprs: Sequence[sp.Expr],
+    grammar: Grammar,
+    tasks: list[Task],
+    seeds: Sequence[int],
+    cfg: TrainConfig = DEFAULT_CONFIG,
+    evaluator: str = "auto",
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> list[Fitness]:
+    """Score every formula on tasks x seeds; a failing candidate gets the worst score, never an exception."""
+    if evaluator not in EVALUATORS:
+        raise ConfigError(f"unknown evaluator '{evaluator}' (choose from {', '.join(EVALUATORS)})")
+    if evaluator == "reference" or (evaluator == "auto" and not _batched_available()):
+        out = []
+        for i, e in enumerate(exprs):
+            out.append(evaluate_reference(compile_expr(e, grammar), tasks, seeds, cfg))
+            if progress:
+                progress(i + 1, len(exprs))
+        return out
+    from gpact.batched import evaluate_batched
+
+    return evaluate_batched(exprs, grammar, tasks, seeds, cfg, device=device, progress=progress)
+
+
+def _batched_available() -> bool:
+    try:
+        import gpact.batched  # noqa: F401
+    except ImportError:
+        return False
+    return True
