@@ -5,10 +5,12 @@ Every GpactError (bad grammar, formula, config) becomes one line on stderr and e
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import click
 
+from gpact.config import RunConfig
 from gpact.errors import GpactError
 
 
@@ -28,3 +30,34 @@ def main() -> None:
 
 
 # Commands are added below, one function each; keep them thin.
+
+
+@main.command()
+@click.option("--grammar", "-g", default="grammars/full.yaml", show_default=True,
+              help="Grammar file, or the name of a shipped one (full, minimal, ...).")
+@click.option("--generations", type=int, default=RunConfig.generations, show_default=True)
+@click.option("--population", type=int, default=RunConfig.population, show_default=True,
+              help="Rounded up to a multiple of 4.")
+@click.option("--seed", type=int, default=RunConfig.seed, show_default=True)
+@click.option("--tasks", default=RunConfig.tasks, show_default=True, help="Task suite or comma-separated tasks.")
+@click.option("--train-seeds", type=int, default=RunConfig.train_seeds, show_default=True,
+              help="Network initialisations per task (the score takes their median).")
+@click.option("--steps", type=int, default=None, help="Training steps per network [default: 200].")
+@click.option("--width", type=int, default=None, help="Hidden width of the MLPs [default: 16].")
+@click.option("--evaluator", type=click.Choice(["auto", "reference", "batched"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--holdout", default=RunConfig.holdout, show_default=True,
+              help="Task suite scored once at the end (never used for selection); '' to skip.")
+@click.option("--out", "out_dir", default=RunConfig.out_dir, show_default=True, help="Folder for run folders.")
+@click.option("--run-id", default="", help="Name of the run folder [default: date-grammar-seed].")
+def run(grammar, generations, population, seed, tasks, train_seeds, steps, width, evaluator, device, holdout,
+        out_dir, run_id):
+    """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs)."""
+    from gpact.runner import run as run_search
+
+    train = RunConfig().train
+    train = dataclasses.replace(train, steps=steps or train.steps, width=width or train.width)
+    cfg = RunConfig(grammar=grammar, generations=generations, population=population, seed=seed, tasks=tasks,
+                    train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, holdout=holdout,
+                    out_dir=out_dir, run_id=run_id)
+    run_search(cfg, echo=click.echo)

@@ -1,0 +1,61 @@
+"""Run configuration: plain data, saved with every run and checked on resume."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpact.errors import ConfigError
+from gpact.mlp import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    grammar: str = "grammars/full.yaml"
+    generations: int = 10
+    population: int = 32  # rounded up to a multiple of 4 (NSGA-II's tournament needs it)
+    seed: int = 0
+    tasks: str = "default"  # suite name or comma-separated task names (gpact.tasks)
+    train_seeds: int = 2  # network initialisations per task; the score takes their median
+    n_train: int = 256
+    n_ood: int = 256
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(width=16, depth=2, steps=200))
+    evaluator: str = "auto"  # auto | reference | batched
+    device: str = "auto"  # auto | cpu | cuda
+    cx_prob: float = 0.6
+    mut_prob: float = 0.4
+    holdout: str = "holdout"  # suite scored once at the end, never used for selection; "" to skip
+    out_dir: str = "runs"
+    run_id: str = ""  # empty: derived from the grammar, seed and start time
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.generations >= 0, "generations must be >= 0"),
+            (self.population >= 4, "population must be >= 4"),
+            (self.train_seeds >= 1, "train_seeds must be >= 1"),
+            (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1, "cx_prob and mut_prob must be in [0, 1]"),
+            (self.seed >= 0, "seed must be >= 0"),
+            (self.train.steps >= 1 and self.train.width >= 1, "train.steps and train.width must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+    @property
+    def mu(self) -> int:
+        return -(-self.population // 4) * 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown run config keys: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        if isinstance(data.get("train"), dict):
+            data["train"] = TrainConfig(**data["train"])
+        return cls(**data)
