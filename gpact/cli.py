@@ -12,6 +12,7 @@ import click
 
 from gpact.config import RunConfig
 from gpact.errors import GpactError
+from gpact.llm import LLMConfig
 
 
 class _Group(click.Group):
@@ -50,8 +51,22 @@ def main() -> None:
               help="Task suite scored once at the end (never used for selection); '' to skip.")
 @click.option("--out", "out_dir", default=RunConfig.out_dir, show_default=True, help="Folder for run folders.")
 @click.option("--run-id", default="", help="Name of the run folder [default: date-grammar-seed].")
+@click.option("--llm-base-url", default=None, help="OpenAI-compatible server for LLM crossover, e.g. "
+              "http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama). See docs/llm.md.")
+@click.option("--llm-model", default=None, help="Model name as the server knows it.")
+@click.option("--llm-api-key-env", default=LLMConfig.api_key_env, show_default=True,
+              help="Environment variable holding the API key (local servers need none).")
+@click.option("--llm-rate", type=float, default=LLMConfig.rate, show_default=True,
+              help="Probability that a crossover is done by the LLM.")
+@click.option("--llm-mutation-rate", type=float, default=LLMConfig.mutation_rate, show_default=True,
+              help="Probability that a mutation is done by the LLM.")
+@click.option("--llm-max-calls", type=int, default=LLMConfig.max_calls, show_default=True,
+              help="LLM requests per run, cached ones included.")
+@click.option("--llm-timeout", type=float, default=LLMConfig.timeout, show_default=True,
+              help="Seconds per LLM request (no retries).")
 def run(grammar, generations, population, seed, tasks, train_seeds, steps, width, evaluator, device, holdout,
-        out_dir, run_id):
+        out_dir, run_id, llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls,
+        llm_timeout):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs)."""
     from gpact.runner import run as run_search
 
@@ -59,5 +74,7 @@ def run(grammar, generations, population, seed, tasks, train_seeds, steps, width
     train = dataclasses.replace(train, steps=steps or train.steps, width=width or train.width)
     cfg = RunConfig(grammar=grammar, generations=generations, population=population, seed=seed, tasks=tasks,
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, holdout=holdout,
-                    out_dir=out_dir, run_id=run_id)
+                    out_dir=out_dir, run_id=run_id,
+                    llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
+                                  mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout))
     run_search(cfg, echo=click.echo)

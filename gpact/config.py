@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpact.errors import ConfigError
+from gpact.llm import LLMConfig
 from gpact.mlp import TrainConfig
 
 
@@ -28,6 +29,7 @@ class RunConfig:
     holdout: str = "holdout"  # suite scored once at the end, never used for selection; "" to skip
     out_dir: str = "runs"
     run_id: str = ""  # empty: derived from the grammar, seed and start time
+    llm: LLMConfig = field(default_factory=LLMConfig)  # LLM crossover (docs/llm.md); off by default
 
     def __post_init__(self) -> None:
         checks = [
@@ -58,4 +60,6 @@ class RunConfig:
         data = dict(data)
         if isinstance(data.get("train"), dict):
             data["train"] = TrainConfig(**data["train"])
+        if isinstance(data.get("llm"), dict):
+            data["llm"] = LLMConfig(**data["llm"])
         return cls(**data)

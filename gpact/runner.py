@@ -19,12 +19,15 @@ import torch
 from gpact import rundir
 from gpact.config import RunConfig
 from gpact.grammar import Grammar, load_grammar
+from gpact.llm import LLMOperator
 from gpact.report import front_rows, table, to_csv
 from gpact.search import Record, Search, State, pareto_front, score_formulas
 from gpact.tasks import make_suite
 
 REFERENCES = ("gelu(x)", "relu(x)")
 REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
+LLM_LOG = "llm_calls.jsonl"
+LLM_CACHE = ".llm_cache"  # under the runs folder, shared by its runs
 
 
 @dataclass
@@ -49,6 +52,11 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     search = Search(cfg, grammar, tasks)
+    if cfg.llm.enabled:  # its own random stream; answers cached across runs, so a re-run replays them
+        search.llm = LLMOperator(cfg.llm, grammar, search.pset, out / LLM_LOG, random.Random(cfg.seed),
+                                 cache_dir=Path(cfg.out_dir) / LLM_CACHE)
+        echo(f"llm: {cfg.llm.model} at {cfg.llm.base_url}  crossover rate {cfg.llm.rate}  "
+             f"mutation rate {cfg.llm.mutation_rate}  max calls {cfg.llm.max_calls}")
     state = State()
     pop = search.start(state)
     refs = {r.tree: r for r in score_formulas(list(REFERENCES), load_grammar(REFERENCE_GRAMMAR), tasks, cfg)}
@@ -65,9 +73,13 @@ def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
         rundir.write_text(out / rundir.PARETO, to_csv(front_rows(front, gelu)))
         echo(f"gen {stats.generation:>3}/{cfg.generations}  evals {stats.evaluated:>4} "
              f"(total {state.evaluations})  cache hits {stats.cache_hits:>3}  rejected {stats.rejected:>3}  "
-             f"best {stats.best:.4g}  front {stats.front_size:>2}  elapsed {stats.elapsed:.1f}s")
+             f"best {stats.best:.4g}  front {stats.front_size:>2}  elapsed {stats.elapsed:.1f}s"
+             + (f"  {search.llm.progress()}" if search.llm is not None else ""))
 
     front = pareto_front(state.records.values())
+    if search.llm is not None:
+        search.llm.close()
+        echo(f"{search.llm.progress(total=True)}  (all generations; log {out / LLM_LOG})")
     holdout, holdout_gelu = _holdout(cfg, grammar, front)
     rows = front_rows(front, gelu, holdout, holdout_gelu)
     rundir.write_text(out / rundir.PARETO, to_csv(rows))

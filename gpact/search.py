@@ -23,6 +23,7 @@ from gpact.evaluate import evaluate_population
 from gpact.expr import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.fitness import WORST, Fitness
 from gpact.grammar import Grammar
+from gpact.llm import LLMOperator, Parent
 from gpact.symbolic import X
 from gpact.tasks import Task
 
@@ -51,6 +52,7 @@ class Record:
     per_task: dict[str, float] = field(default_factory=dict)
     diverged: int = 0
     reason: str = ""
+    origin: str = "gp"  # "llm" when an LLM crossover or mutation wrote the tree first trained for this function
 
     @property
     def ok(self) -> bool:
@@ -78,13 +80,14 @@ class GenerationStats:
     best: float
     front_size: int
     elapsed: float
+    llm: dict = field(default_factory=dict)  # LLMOperator.stats() for this generation, when the LLM is on
 
 
 class Search:
     """A run's search engine: the grammar, tasks and operators around a `State`."""
 
-    def __init__(self, cfg: RunConfig, grammar: Grammar, tasks: list[Task]):
-        self.cfg, self.grammar, self.tasks = cfg, grammar, tasks
+    def __init__(self, cfg: RunConfig, grammar: Grammar, tasks: list[Task], llm: LLMOperator | None = None):
+        self.cfg, self.grammar, self.tasks, self.llm = cfg, grammar, tasks, llm
         self.pset = make_pset(grammar)
         self.seeds = list(range(cfg.train_seeds))
         self._analysis: dict[str, Analysis] = {}
@@ -135,30 +138,54 @@ class Search:
         lim = self.grammar.limits
         return tree.height <= lim.max_height and len(tree) <= lim.max_size
 
-    def vary(self, parents: list, seen: set[str]) -> list:
+    def vary(self, parents: list, seen: set[str], front: list[Parent] = ()) -> list:
         """One child per parent, each made by subtree crossover (with a random other parent, probability
         cx_prob) or else by one random mutation. Over-limit children revert to the parent; a child that
         repeats a tree already in `seen` is varied again (a few tries), so generations keep bringing news.
+        With the LLM on, some crossovers and mutations ask it instead (`front` is its context); all new
+        children it writes join the offspring, and when it gives none the usual operator runs.
         """
         offspring = []
         for parent in parents:
-            child = parent
+            kids = [parent]
             for _ in range(4):
-                child = self._vary_one(parent, parents)
-                if str(child) not in seen:
+                kids = self._vary_one(parent, parents, list(front))
+                fresh = [k for k in kids if str(k) not in seen]
+                if fresh:
+                    kids = fresh
                     break
-            seen.add(str(child))
-            del child.fitness.values
-            offspring.append(child)
+            for child in kids:
+                seen.add(str(child))
+                del child.fitness.values
+                offspring.append(child)
         return offspring
 
-    def _vary_one(self, parent, parents: list):
+    def _vary_one(self, parent, parents: list, front: list[Parent]) -> list:
         if random.random() < self.cx_share:
             other = random.choice(parents)
+            if self.llm is not None and self.llm.wants_crossover():
+                kids = self.llm.crossover(self._llm_parent(parent), self._llm_parent(other), front)
+                if kids:
+                    return [self._llm_child(k) for k in kids]
             child, _ = gp.cxOnePoint(self.toolbox.clone(parent), self.toolbox.clone(other))
         else:
+            if self.llm is not None and self.llm.wants_mutation():
+                kids = self.llm.mutate(self._llm_parent(parent), front)
+                if kids:
+                    return [self._llm_child(k) for k in kids]
             (child,) = random.choice(self.mutations)(self.toolbox.clone(parent))
-        return self._keep(child, self.toolbox.clone(parent))
+        child = self._keep(child, self.toolbox.clone(parent))
+        child.origin = "gp"  # a clone of an LLM-made parent would carry its mark
+        return [child]
+
+    def _llm_parent(self, ind) -> Parent:
+        score = ind.fitness.values[0] if ind.fitness.valid else WORST
+        return Parent.of(ind, self.analysis(ind), score)
+
+    def _llm_child(self, tree: gp.PrimitiveTree):
+        child = self.individual(tree)
+        child.origin = "llm"  # DEAP's clone (deepcopy) keeps it; the record of a new function takes it
+        return child
 
     @property
     def cx_share(self) -> float:
@@ -194,15 +221,15 @@ class Search:
                 if an.flops < rec.flops:  # a cheaper way to write the same function
                     rec.formula, rec.tree, rec.flops = an.formula, str(ind), an.flops
             elif an.key not in pending:
-                pending[an.key] = (an, str(ind))
+                pending[an.key] = (an, str(ind), getattr(ind, "origin", "gp"))
             else:
                 hits += 1
         if pending:
-            fits = evaluate_population([an.expr for an, _ in pending.values()], self.grammar, self.tasks,
+            fits = evaluate_population([an.expr for an, _, _ in pending.values()], self.grammar, self.tasks,
                                        self.seeds, self.cfg.train, evaluator=self.cfg.evaluator,
                                        device=self.cfg.device, progress=progress)
-            for (key, (an, text)), fit in zip(pending.items(), fits, strict=True):
-                state.records[key] = _record(key, an, text, fit, state.generation)
+            for (key, (an, text, origin)), fit in zip(pending.items(), fits, strict=True):
+                state.records[key] = _record(key, an, text, fit, state.generation, origin)
         for ind in individuals:
             an = self.analysis(ind)
             rec = state.records.get(an.key)
@@ -229,19 +256,24 @@ class Search:
     def step(self, pop: list, state: State, progress=None) -> tuple[list, GenerationStats]:
         """Evaluate what needs it, select the next population, and advance `state` by one generation."""
         t0 = time.perf_counter()
+        if self.llm is not None:
+            self.llm.new_generation(state.generation)
         if state.generation == 0:
             new, hits, rejected = self.evaluate(pop, state, progress)
             pop = tools.selNSGA2(pop, self.cfg.mu)
         else:
             parents = tools.selTournamentDCD(pop, len(pop))
-            offspring = self.vary(parents, {str(p) for p in pop})
+            front = [Parent(r.formula, r.ood_score, r.flops, r.tree, r.key)
+                     for r in pareto_front(state.records.values())] if self.llm is not None else []
+            offspring = self.vary(parents, {str(p) for p in pop}, front)
             new, hits, rejected = self.evaluate(offspring, state, progress)
             pop = tools.selNSGA2(pop + offspring, self.cfg.mu)
         state.population = [str(p) for p in pop]
         state.elapsed += time.perf_counter() - t0
         front = pareto_front(state.records.values())
         stats = GenerationStats(state.generation, new, hits, rejected,
-                                min((r.ood_score for r in front), default=WORST), len(front), state.elapsed)
+                                min((r.ood_score for r in front), default=WORST), len(front), state.elapsed,
+                                self.llm.stats() if self.llm is not None else {})
         state.generation += 1
         return pop, stats
 
@@ -255,10 +287,10 @@ class Search:
         return tools.selNSGA2(pop, self.cfg.mu)
 
 
-def _record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int) -> Record:
+def _record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp") -> Record:
     return Record(key=key, formula=an.formula, tree=tree, flops=an.flops, ood_score=fit.ood_score,
                   id_loss=fit.id_loss, generation=generation, per_task=dict(fit.per_task),
-                  diverged=fit.diverged, reason=fit.reason)
+                  diverged=fit.diverged, reason=fit.reason, origin=origin)
 
 
 def pareto_front(records) -> list[Record]:
