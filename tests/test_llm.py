@@ -295,3 +295,18 @@ def test_prompt_lists_primitives_and_context():
     text = msgs[-1]["content"]
     assert msgs[0]["role"] == "system" and "gelu(a)" in text and "a / b" in text and "JSON list of 3" in text
     assert text.count("\n- ") == 2  # two front members, parents left out
+
+
+def test_strange_constants_are_refused_not_crashing(server, tmp_path):
+    server.script = ['["1e999*x", "x*1e308*1e308", "tanh(x) + 0*x"]']
+    op = operator(server, tmp_path, n_children=3)
+    kids = op.crossover(P1, P2, FRONT)
+    assert formulas(kids) == ["tanh(x)"]
+    assert op.stats()["rejected"] == {"unknown_primitive": 1, "non_finite": 1}  # 1e999 prints as inf
+
+
+def test_missing_openai_package_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "openai", None)  # `import openai` now fails
+    cfg = LLMConfig(base_url="http://127.0.0.1:9/v1", model="m", rate=0.5)
+    with pytest.raises(ConfigError, match="gpact\\[llm\\]"):
+        LLMOperator(cfg, GRAMMAR, PSET, tmp_path / "log.jsonl", random.Random(0))
