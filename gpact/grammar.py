@@ -26,7 +26,7 @@ from gpact.symbolic import ARGS, BUILTINS, node_to_sympy
 from gpact.torchfn import to_torch
 
 GRAMMAR_DIR = Path(__file__).resolve().parent.parent / "grammars"
-PROBE_VALUES = (0.0, -0.0, 1e-7, -1e-7, -1.0, -3.5, -50.0, 0.5, 3.0, 50.0)
+PROBE_VALUES = (0.0, -0.0, 1e-7, -1e-7, -1.0, -3.5, -50.0, -100.0, 0.5, 3.0, 50.0, 100.0)
 
 _TOP_KEYS = {"name", "description", "primitives", "terminals", "limits", "templates"}
 _PRIM_KEYS = {"arity", "sympy", "cost", "torch", "import", "inline", "aliases", "doc"}
@@ -270,7 +270,7 @@ def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: C
     definition = None
     if spec.get("sympy") is not None:
         try:
-            definition = node_to_sympy(parse(str(spec["sympy"])), {s.name: s for s in args})
+            definition = node_to_sympy(parse(str(spec["sympy"])), {s.name: s for s in ARGS})
         except FormulaError as exc:
             raise GrammarError(f"{where}: sympy: {exc}") from None
         if definition.free_symbols - set(args):
