@@ -1,0 +1,3 @@
+from gpact.cli import main
+
+main()
