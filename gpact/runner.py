@@ -39,12 +39,14 @@ class RunResult:
     state: State
 
 
-def run(cfg: RunConfig, echo: Callable[[str], None] = print) -> RunResult:
-    grammar = load_grammar(cfg.grammar)
+def run(cfg: RunConfig, echo: Callable[[str], None] = print, grammar: Grammar | None = None) -> RunResult:
+    """Run a search; `grammar` overrides `cfg.grammar` (e.g. one extended with `add_primitive`)."""
+    grammar = grammar or load_grammar(cfg.grammar)
     tasks = make_suite(cfg.tasks, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
     out = rundir.new_run_dir(cfg, grammar.name)
     rundir.write_json(out / rundir.CONFIG, cfg.to_dict())
-    shutil.copyfile(grammar.path, out / rundir.GRAMMAR_COPY)
+    if Path(grammar.path).is_file():
+        shutil.copyfile(grammar.path, out / rundir.GRAMMAR_COPY)
     echo(f"gpact: run {out}  grammar {grammar.name} ({len(grammar.primitives)} primitives)  "
          f"tasks {len(tasks)} x {cfg.train_seeds} seeds  population {cfg.mu}  generations {cfg.generations}  "
          f"device {_device_name(cfg.device)}")
