@@ -191,7 +191,7 @@ def build_grammar(doc: _Doc, path: str) -> Grammar:
         raise doc.error("primitives", "a grammar needs at least one primitive")
     constants, ephemeral = _terminals(top.get("terminals"))
     limits = _limits(top.get("limits"))
-    return Grammar(
+    grammar = Grammar(
         name=str(top["name"].value()) if "name" in top else Path(path).stem,
         path=path,
         primitives=prims,
@@ -201,6 +201,10 @@ def build_grammar(doc: _Doc, path: str) -> Grammar:
         templates=top["templates"].value() or {} if "templates" in top else {},
         description=str(top["description"].value()) if "description" in top else "",
     )
+    from gpact.templates import validate_templates  # imported here: templates.py imports this module
+
+    validate_templates(grammar)
+    return grammar
 
 
 def _terminals(doc: _Doc | None) -> tuple[tuple[float, ...], Ephemeral | None]:
