@@ -78,3 +78,131 @@ def run(grammar, generations, population, seed, tasks, train_seeds, steps, width
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout))
     run_search(cfg, echo=click.echo)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Scoring fixed formulas, known activations, template spaces, transfer to real data
+
+
+def _score_options(f):
+    """Options shared by `gpact eval` and `gpact baselines`."""
+    from gpact.mlp import DEFAULT_CONFIG as D
+
+    opts = [
+        click.option("--tasks", default="default", show_default=True, help="Task suite or comma-separated tasks."),
+        click.option("--seeds", type=int, default=5, show_default=True, help="Network initialisations per task."),
+        click.option("--width", type=int, default=D.width, show_default=True, help="Hidden width of the MLPs."),
+        click.option("--depth", type=int, default=D.depth, show_default=True, help="Hidden layers."),
+        click.option("--steps", type=int, default=D.steps, show_default=True, help="Training steps per network."),
+        click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam learning rate."),
+        click.option("--evaluator", type=click.Choice(["auto", "reference", "batched"]), default="auto",
+                     show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--jobs", type=int, default=1, show_default=True,
+                     help="Worker processes (one seed each); same numbers as 1."),
+        click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+                     help="Also write the table, with per-seed and per-task scores, as CSV."),
+        click.option("--markdown", is_flag=True, help="Print the table as GitHub markdown."),
+        click.option("--per-task", is_flag=True, help="Also print each task's loss relative to GELU."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
+                     markdown, per_task, sort):
+    from gpact.mlp import TrainConfig
+    from gpact.scoring import format_per_task, format_table, score_formulas, to_csv
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"seed {done}/{total} done", err=True)
+
+    cfg = TrainConfig(width=width, depth=depth, steps=steps, lr=lr)
+    table = score_formulas(items, grammar=grammar, tasks=tasks, seeds=seeds, cfg=cfg, evaluator=evaluator,
+                           device=device, jobs=jobs, progress=progress)
+    click.echo(format_table(table, sort=sort, markdown=markdown))
+    if per_task:
+        click.echo("\n" + format_per_task(table, sort=sort, markdown=markdown))
+    if csv_path:
+        with open(csv_path, "w") as fh:
+            fh.write(to_csv(table))
+
+
+@main.command(name="eval")
+@click.argument("formulas", nargs=-1)
+@click.option("--file", "-f", "formula_file", type=click.File(), default=None,
+              help="Read formulas from a file, one per line ('#' comments), e.g. from `gpact enumerate --out`.")
+@click.option("--grammar", "-g", default="full", show_default=True, help="Grammar the formulas are written in.")
+@_score_options
+def eval_(formulas, formula_file, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
+          markdown, per_task):
+    """Score FORMULAS (or baseline names such as gmtu) on the task suite, against GELU, over seeds.
+
+    Example: gpact eval "gelu(x) + 0.1*sin(x)" gmtu --seeds 5
+    """
+    items = list(formulas)
+    if formula_file is not None:
+        items += [line.strip() for line in formula_file if line.strip() and not line.lstrip().startswith("#")]
+    if not items:
+        raise click.UsageError("give at least one formula (or --file)")
+    _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
+                     markdown, per_task, sort=False)
+
+
+@main.command(name="baselines")
+@click.option("--only", default=None, help="Comma-separated baseline names [default: all].")
+@_score_options
+def baselines_cmd(only, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path, markdown, per_task):
+    """Score the library of known activations (gpact/baselines.py), best first relative to GELU."""
+    from gpact.baselines import BASELINE_GRAMMAR, BASELINES, get
+
+    names = [get(n.strip()).name for n in only.split(",")] if only else list(BASELINES)
+    _score_and_print(names, BASELINE_GRAMMAR, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs,
+                     csv_path, markdown, per_task, sort=True)
+
+
+@main.command(name="enumerate")
+@click.option("--grammar", "-g", required=True, help="Grammar with templates, e.g. aquasurf, grafs, swish.")
+@click.option("--template", "-t", default=None, help="Template name [default: the grammar's only template].")
+@click.option("--points", type=int, default=1000, show_default=True,
+              help="Random inputs, N(0,1) clipped to [-5, 5], on which outputs are compared.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Write one formula per distinct function, one per line (input for `gpact eval -f`).")
+def enumerate_cmd(grammar, template, points, seed, out_path):
+    """Enumerate every expression of a template; count names and distinct functions (by outputs)."""
+    from gpact.grammar import load_grammar
+    from gpact.templates import count_distinct, describe_enumeration, pick_template
+
+    g = load_grammar(grammar)
+    t = pick_template(g, template)
+    result = count_distinct(t, g, points=points, seed=seed, formulas=out_path is not None)
+    click.echo(describe_enumeration(result, t, g))
+    if out_path:
+        with open(out_path, "w") as fh:
+            fh.write("".join(f + "\n" for f in result.formulas))
+        click.echo(f"wrote {len(result.formulas)} formulas to {out_path}")
+
+
+@main.command(name="transfer")
+@click.argument("formulas", nargs=-1, required=True)
+@click.option("--dataset", "-d", required=True,
+              help="breast_cancer, wine, digits, diabetes; comma-separated, or 'all'.")
+@click.option("--seeds", type=int, default=5, show_default=True, help="Network initialisations.")
+@click.option("--grammar", "-g", default="full", show_default=True, help="Grammar the formulas are written in.")
+@click.option("--width", type=int, default=64, show_default=True)
+@click.option("--depth", type=int, default=2, show_default=True)
+@click.option("--steps", type=int, default=300, show_default=True)
+@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--markdown", is_flag=True, help="Print the tables as GitHub markdown.")
+def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, markdown):
+    """Train small networks with FORMULAS, GELU and ReLU on a real dataset (bundled with scikit-learn) under
+    covariate shift: train on one part of the input space, test on another."""
+    from gpact.transfer import DATASETS, TransferConfig, format_result, transfer
+
+    names = list(DATASETS) if dataset == "all" else [d.strip() for d in dataset.split(",")]
+    cfg = TransferConfig(width=width, depth=depth, steps=steps, lr=lr)
+    for i, name in enumerate(names):
+        result = transfer(list(formulas), name, seeds=seeds, cfg=cfg, grammar=grammar)
+        click.echo(("\n" if i else "") + format_result(result, markdown=markdown))
