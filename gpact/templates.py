@@ -263,6 +263,9 @@ def _form_pattern(label: str, grammar: Grammar, arity: int, where: str) -> Patte
         if prim.arity != arity:
             raise GrammarError(f"{where}: takes {prim.arity} argument(s), the slot has {arity}")
         return PPrim(prim.name, tuple(PArg(i) for i in range(arity)))
+    known = (*_ARG_NAMES[:arity], "x", *NAMED_CONSTANTS)
+    if label.isidentifier() and label not in known and not _CONST_NAME.match(label):
+        raise GrammarError(f"{where}: '{label}' is not a primitive of grammar '{grammar.name}'")
     try:
         node = parse(label)
     except FormulaError as exc:

@@ -100,21 +100,7 @@ def make_split(name: str, cfg: TransferConfig = TransferConfig()) -> Split:
     kind = DATASETS[name][1]
     x, y = _sklearn_loader(name)(return_X_y=True)
     x = np.asarray(x, dtype=np.float64)
-    z = (x - x.mean(0)) / np.where(x.std(0) > 1e-12, x.std(0), 1.0)
-    pc1 = np.linalg.svd(z - z.mean(0), full_matrices=False)[2][0]
-    position = z @ pc1
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if kind == "classification" else [np.arange(len(y))]
-    rng = np.random.default_rng(0)
-    train, val, ood = [], [], []
-    for idx in groups:  # per class: the lowest train_fraction along PC1 trains, the rest is OOD
-        order = idx[np.argsort(position[idx], kind="stable")]
-        cut = int(round(cfg.train_fraction * len(order)))
-        inside = rng.permutation(order[:cut])
-        n_val = max(1, int(round(cfg.val_fraction * len(inside))))
-        val.append(inside[:n_val])
-        train.append(inside[n_val:])
-        ood.append(order[cut:])
-    tr, va, te = (np.sort(np.concatenate(p)) for p in (train, val, ood))
+    tr, va, te, _ = split_indices(x, y, kind, cfg)
     mean, std = x[tr].mean(0), x[tr].std(0)
     std = np.where(std > 1e-12, std, 1.0)
 
@@ -132,6 +118,28 @@ def make_split(name: str, cfg: TransferConfig = TransferConfig()) -> Split:
             return torch.from_numpy(((np.asarray(y[i], dtype=np.float64) - y_mean) / y_std).astype(np.float32))[:, None]
         n_classes = 0
     return Split(name, kind, xs(tr), ys(tr), xs(va), ys(va), xs(te), ys(te), n_classes)
+
+
+def split_indices(x: np.ndarray, y: np.ndarray, kind: str, cfg: TransferConfig = TransferConfig()
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train, ID validation, OOD) row indices and every row's position along the first principal component."""
+    z = (x - x.mean(0)) / np.where(x.std(0) > 1e-12, x.std(0), 1.0)
+    pc1 = np.linalg.svd(z, full_matrices=False)[2][0]
+    pc1 = pc1 * np.sign(pc1[np.argmax(np.abs(pc1))])  # fix SVD's sign, so every machine splits the same way
+    position = z @ pc1
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if kind == "classification" else [np.arange(len(y))]
+    rng = np.random.default_rng(0)
+    train, val, ood = [], [], []
+    for idx in groups:  # per class: the lowest train_fraction along PC1 trains, the rest is OOD
+        order = idx[np.argsort(position[idx], kind="stable")]
+        cut = int(round(cfg.train_fraction * len(order)))
+        inside = rng.permutation(order[:cut])
+        n_val = max(1, int(round(cfg.val_fraction * len(inside))))
+        val.append(inside[:n_val])
+        train.append(inside[n_val:])
+        ood.append(order[cut:])
+    tr, va, te = (np.sort(np.concatenate(p)) for p in (train, val, ood))
+    return tr, va, te, position
 
 
 def _init(sizes: list[int], seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
