@@ -206,3 +206,32 @@ def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, mar
     for i, name in enumerate(names):
         result = transfer(list(formulas), name, seeds=seeds, cfg=cfg, grammar=grammar)
         click.echo(("\n" if i else "") + format_result(result, markdown=markdown))
+
+
+@main.command(name="bench")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--candidates", "-k", type=int, default=64, show_default=True,
+              help="Candidates trained (known activations, then random trees).")
+@click.option("--steps", type=int, default=500, show_default=True, help="Adam steps per training.")
+@click.option("--naive-max", type=int, default=64, show_default=True,
+              help="Time the reference evaluator on at most this many of the candidates.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def bench_cmd(device, candidates, steps, naive_max, as_json):
+    """Trainings per second: the reference evaluator (one network at a time) against the batched one,
+    on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2)."""
+    import json
+
+    from gpact.bench import run_bench
+    from gpact.errors import ConfigError
+
+    if candidates < 1 or steps < 1 or naive_max < 1:
+        raise ConfigError("--candidates, --steps and --naive-max must be >= 1")
+    r = run_bench(candidates, device, steps, naive_max, echo=lambda s: click.echo(s, err=True))
+    if as_json:
+        click.echo(json.dumps(r.to_dict()))
+        return
+    subset = f" (timed on {r.naive_candidates} of {r.candidates})" if r.naive_candidates < r.candidates else ""
+    click.echo(f"device {r.device}, {r.candidates} candidates, {r.steps} steps")
+    click.echo(f"reference: {r.naive_trainings_per_s:9.2f} trainings/s{subset}")
+    click.echo(f"batched:   {r.batched_trainings_per_s:9.2f} trainings/s")
+    click.echo(f"speed-up:  {r.speedup:9.1f}x")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gpact.errors import ConfigError
+
 Params = list[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -23,6 +25,18 @@ class TrainConfig:
     steps: int = 300
     lr: float = 1e-2  # full-batch Adam
     clip_loss: float = 1e6  # a training whose loss exceeds this (or is non-finite) has diverged
+    dtype: str = "float32"  # or "float64": slower, for checking one evaluator against another
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"train dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 DEFAULT_CONFIG = TrainConfig()

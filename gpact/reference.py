@@ -58,9 +58,10 @@ def train_reference(act: Activation, task: Task, seed: int, cfg: TrainConfig = D
     into non-finite parameters, which the next loss, or the final parameter check, catches.
     id_loss is the training MSE after the last update (not the loss before it).
     """
-    x, y = task.x_train, task.y_train
+    dt = cfg.torch_dtype
+    x, y, x_ood, y_ood = (t.to(dt) for t in (task.x_train, task.y_train, task.x_ood, task.y_ood))
     init = init_params(x.shape[1], cfg, seed)
-    params = [(w.clone().requires_grad_(), b.clone().requires_grad_()) for w, b in init]
+    params = [(w.to(x.device, dt).requires_grad_(), b.to(x.device, dt).requires_grad_()) for w, b in init]
     flat = [t for layer in params for t in layer]
     try:
         with torch.enable_grad():
@@ -80,7 +81,7 @@ def train_reference(act: Activation, task: Task, seed: int, cfg: TrainConfig = D
             id_loss, reason = _loss_or_reason(torch.mean((forward(params, x, act) - y) ** 2), cfg.clip_loss)
             if reason:
                 return _failed(reason)
-            ood_loss = torch.mean((forward(params, task.x_ood, act) - task.y_ood) ** 2).item()
+            ood_loss = torch.mean((forward(params, x_ood, act) - y_ood) ** 2).item()
     except Exception as exc:  # the activation is user/GP code: any failure is a score, not a crash
         return _failed(_error_reason(exc))
     if not math.isfinite(ood_loss):
