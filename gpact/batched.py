@@ -273,6 +273,32 @@ class Interpreter:
         return values.index_select(0, self.out), slopes.index_select(0, self.out) if deriv else None
 
 
+def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: torch.dtype = torch.float32,
+                     kernel: str = "auto"):
+    """The activation backend: the Triton kernel on CUDA (float32, every op supported), else the torch one.
+
+    `kernel` (or the GPACT_KERNEL environment variable, when `kernel` is "auto") forces a choice; forcing
+    "triton" where it cannot run is an error. With TRITON_INTERPRET=1 the kernel also runs on CPU (slowly).
+    """
+    kernel = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
+    if kernel not in KERNELS:
+        raise ConfigError(f"unknown kernel '{kernel}' (choose from {', '.join(KERNELS)})")
+    if kernel == "torch":
+        return Interpreter(programs, device, dtype)
+    try:
+        from gpact.kernels.triton_act import TritonInterpreter, triton_supports
+    except ImportError:
+        if kernel == "triton":
+            raise ConfigError("kernel 'triton' needs the triton package (pip install triton)") from None
+        return Interpreter(programs, device, dtype)
+    runs_here = device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    usable = runs_here and dtype == torch.float32 and triton_supports(programs)
+    if kernel == "triton" and not usable:
+        raise ConfigError("kernel 'triton' needs a CUDA device (or TRITON_INTERPRET=1), float32 and ops it "
+                          "supports; use --kernel torch")
+    return TritonInterpreter(programs, device) if usable else Interpreter(programs, device, dtype)
+
+
 def run_programs(programs: Sequence[Program], x: torch.Tensor, deriv: bool = True):
     """Each program on the same input x (any shape); returns ([C, *x.shape] values, derivatives)."""
     interp = Interpreter(programs, x.device, x.dtype)
@@ -353,7 +379,7 @@ def _data(tasks: list[Task], n_cand: int, n_seeds: int, d_in: int, split: str, d
     return x.to(device, dtype), y.to(device, dtype)
 
 
-def _forward(stack: _Stack, x: torch.Tensor, act: Interpreter, n_cand: int, deriv: bool):
+def _forward(stack: _Stack, x: torch.Tensor, act: Callable, n_cand: int, deriv: bool):
     """Network outputs [P, N, 1], and per hidden layer (its input, act' at its pre-activation)."""
     h, saved = x, []
     last = len(stack.layers) - 1
@@ -418,7 +444,8 @@ def _check(loss: torch.Tensor, failed: torch.Tensor, clip: float) -> None:
 
 
 def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequence[int],
-                  cfg: TrainConfig = DEFAULT_CONFIG, device: str | torch.device = "cpu") -> list[list[TrainResult]]:
+                  cfg: TrainConfig = DEFAULT_CONFIG, device: str | torch.device = "cpu",
+                  kernel: str = "auto") -> list[list[TrainResult]]:
     """Train every (program, task, seed) network together; results[c][t * len(seeds) + s].
 
     All tasks must share n_train and n_ood (evaluate_batched groups them); input dimensions may differ.
@@ -434,7 +461,7 @@ def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequenc
     stack = _initial_stack(tasks, seeds, cfg, n_cand, d_in, device)
     grads = _Stack.empty_like(stack)
     x, y = _data(tasks, n_cand, n_seeds, d_in, "train", device, cfg.torch_dtype)
-    act = Interpreter(programs, device, cfg.torch_dtype)
+    act = make_interpreter(programs, device, cfg.torch_dtype, kernel)
     adam = _Adam(stack.flat, cfg.lr)
     failed = torch.zeros(x.shape[0], dtype=torch.int8, device=device)
     with torch.no_grad():
@@ -498,7 +525,7 @@ def chunk_candidates(tasks: list[Task], n_seeds: int, cfg: TrainConfig = DEFAULT
 
 def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: list[Task], seeds: Sequence[int],
                      cfg: TrainConfig = DEFAULT_CONFIG, device: str = "auto",
-                     progress: Progress | None = None) -> list[Fitness]:
+                     progress: Progress | None = None, kernel: str = "auto") -> list[Fitness]:
     """Score formulas like `fitness.evaluate_reference` does, all lowered ones trained together.
 
     Candidates are split into chunks by the memory estimate, and tasks into groups of equal split sizes.
@@ -522,7 +549,7 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
             progs = [lowered[i] for i in ids]
             losses: list[dict[str, list[TrainResult]]] = [{} for _ in ids]
             for group in groups.values():
-                for j, res in enumerate(train_batched(progs, group, seeds, cfg, dev)):
+                for j, res in enumerate(train_batched(progs, group, seeds, cfg, dev, kernel)):
                     for k, task in enumerate(group):
                         losses[j][task.spec.name] = res[k * len(seeds): (k + 1) * len(seeds)]
             for j, i in enumerate(ids):
@@ -542,6 +569,6 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
 
 __all__ = [
-    "KERNELS", "Interpreter", "apply_op", "run_programs", "train_batched", "evaluate_batched",
+    "KERNELS", "Interpreter", "make_interpreter", "apply_op", "run_programs", "train_batched", "evaluate_batched",
     "chunk_candidates", "bytes_per_candidate", "memory_budget", "resolve_device", "OPCODES",
 ]  # fmt: skip

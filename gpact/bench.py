@@ -89,7 +89,8 @@ class BenchResult:
 
 
 def run_bench(candidates: int = 64, device: str = "auto", steps: int = BENCH_CONFIG.steps,
-              naive_max: int = 64, grammar: str = "full", echo: Callable[[str], None] = lambda s: None) -> BenchResult:
+              naive_max: int = 64, grammar: str = "full", kernel: str = "auto",
+              echo: Callable[[str], None] = lambda s: None) -> BenchResult:
     """Time both evaluators on the bench protocol; the reference side on at most `naive_max` candidates."""
     dev = resolve_device(device)
     g = load_grammar(grammar)
@@ -109,10 +110,10 @@ def run_bench(candidates: int = 64, device: str = "auto", steps: int = BENCH_CON
     _sync(dev)
     naive = time.perf_counter() - t0
     programs = [lower(e, g) for _, e in mix]
-    train_batched(programs[: min(4, len(programs))], [task], [0], replace(cfg, steps=2), dev)  # warm-up
+    train_batched(programs[: min(4, len(programs))], [task], [0], replace(cfg, steps=2), dev, kernel)  # warm-up
     _sync(dev)
     t0 = time.perf_counter()
-    train_batched(programs, [task], [0], cfg, dev)
+    train_batched(programs, [task], [0], cfg, dev, kernel)
     _sync(dev)
     batched = time.perf_counter() - t0
     naive_rate, batched_rate = n_naive / naive, len(mix) / batched

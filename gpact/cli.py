@@ -215,8 +215,10 @@ def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, mar
 @click.option("--steps", type=int, default=500, show_default=True, help="Adam steps per training.")
 @click.option("--naive-max", type=int, default=64, show_default=True,
               help="Time the reference evaluator on at most this many of the candidates.")
+@click.option("--kernel", type=click.Choice(["auto", "torch", "triton"]), default="auto", show_default=True,
+              help="Activation backend of the batched evaluator (auto: triton on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def bench_cmd(device, candidates, steps, naive_max, as_json):
+def bench_cmd(device, candidates, steps, naive_max, kernel, as_json):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2)."""
     import json
@@ -226,7 +228,7 @@ def bench_cmd(device, candidates, steps, naive_max, as_json):
 
     if candidates < 1 or steps < 1 or naive_max < 1:
         raise ConfigError("--candidates, --steps and --naive-max must be >= 1")
-    r = run_bench(candidates, device, steps, naive_max, echo=lambda s: click.echo(s, err=True))
+    r = run_bench(candidates, device, steps, naive_max, kernel=kernel, echo=lambda s: click.echo(s, err=True))
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
