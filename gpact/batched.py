@@ -187,15 +187,30 @@ def apply_op(op: int, a: torch.Tensor, da=None, b: torch.Tensor | None = None, d
 # The interpreter
 
 
+Rows = torch.Tensor | slice  # register rows: an index tensor, or a slice when they are consecutive
+
+
 @dataclass(frozen=True)
 class _Group:
     """The candidates that run the same op at the same instruction slot."""
 
     op: int
-    dst: torch.Tensor  # flat register rows (reg * C + candidate) written
-    a: torch.Tensor | None  # flat register rows read, or None for the immediate
-    b: torch.Tensor | None
-    c: torch.Tensor  # [g, 1] immediates
+    n: int  # candidates in the group
+    dst: Rows  # flat register rows (reg * C + candidate) written
+    a: Rows | None  # flat register rows read, or None for the immediate
+    b: Rows | None
+    c: torch.Tensor  # [n, 1] immediates
+
+
+def _read(regs: torch.Tensor, rows: Rows) -> torch.Tensor:
+    return regs[rows] if isinstance(rows, slice) else regs.index_select(0, rows)
+
+
+def _write(regs: torch.Tensor, rows: Rows, value: torch.Tensor) -> None:
+    if isinstance(rows, slice):
+        regs[rows] = value
+    else:
+        regs.index_copy_(0, rows, value.expand(len(rows), regs.shape[1]))
 
 
 class Interpreter:
@@ -203,7 +218,8 @@ class Interpreter:
 
     The register file is a [(regs + 1) * C, M] buffer (row reg * C + c), reused across calls; register 0
     holds the input with derivative 1. Every instruction of every program becomes one row of a group;
-    a group is one gather, one op, one scatter.
+    a group is one gather, one op, one scatter (views instead, where its rows are consecutive: always
+    for a group of one, common when formulas differ).
     """
 
     def __init__(self, programs: Sequence[Program], device: torch.device | str = "cpu",
@@ -215,6 +231,11 @@ class Interpreter:
         self.out = torch.tensor([p.out * self.C + i for i, p in enumerate(programs)], device=self.device)
         self.identity = all(p.out == 0 for p in programs)
         self._regs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _rows(self, rows: list[int]) -> Rows:
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            return slice(rows[0], rows[0] + len(rows))
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
 
     def _build_groups(self, programs: Sequence[Program]) -> list[_Group]:
         C, groups = self.C, []
@@ -229,14 +250,12 @@ class Interpreter:
                     k = ins.c if OPS[ins.op][0] == "powi" else None  # one exponent per group
                     by_key[(ins.op, a_const, b_const, k)].append((i, ins))
             for (op, a_const, b_const, _), rows in by_key.items():
-                def idx(values: list[int]) -> torch.Tensor:
-                    return torch.tensor(values, dtype=torch.long, device=self.device)
-
                 groups.append(_Group(
                     op=op,
-                    dst=idx([ins.dst * C + i for i, ins in rows]),
-                    a=None if a_const else idx([ins.a * C + i for i, ins in rows]),
-                    b=None if b_const else idx([ins.b * C + i for i, ins in rows]),
+                    n=len(rows),
+                    dst=self._rows([ins.dst * C + i for i, ins in rows]),
+                    a=None if a_const else self._rows([ins.a * C + i for i, ins in rows]),
+                    b=None if b_const else self._rows([ins.b * C + i for i, ins in rows]),
                     c=torch.tensor([[ins.c] for _, ins in rows], dtype=self.dtype, device=self.device),
                 ))
         return groups
@@ -254,22 +273,20 @@ class Interpreter:
         """act(z) and (if `deriv`) act'(z), row c of z through program c."""
         if self.identity:
             return z, torch.ones_like(z) if deriv else None
-        values, slopes = self._registers(z.shape[1])
+        m = z.shape[1]
+        values, slopes = self._registers(m)
         values[: self.C].copy_(z)
         for g in self.groups:
-            av = g.c if g.a is None else values.index_select(0, g.a)
-            bv = g.c if g.b is None else values.index_select(0, g.b)
-            ad = None if g.a is None or not deriv else slopes.index_select(0, g.a)
-            bd = None if g.b is None or not deriv else slopes.index_select(0, g.b)
+            av = g.c if g.a is None else _read(values, g.a)
+            bv = g.c if g.b is None else _read(values, g.b)
+            ad = None if g.a is None or not deriv else _read(slopes, g.a)
+            bd = None if g.b is None or not deriv else _read(slopes, g.b)
             if ARITY[g.op] == 0:
-                av = values.new_empty(len(g.dst), z.shape[1])
+                av = values.new_empty(g.n, m)
             v, d = apply_op(g.op, av, ad, bv, bd, g.c, deriv)
-            values.index_copy_(0, g.dst, v.expand(len(g.dst), z.shape[1]))
+            _write(values, g.dst, v.expand(g.n, m))
             if deriv:
-                if d is None:
-                    slopes.index_fill_(0, g.dst, 0.0)
-                else:
-                    slopes.index_copy_(0, g.dst, d.expand(len(g.dst), z.shape[1]))
+                _write(slopes, g.dst, torch.zeros((), dtype=self.dtype, device=self.device) if d is None else d)
         return values.index_select(0, self.out), slopes.index_select(0, self.out) if deriv else None
 
 
