@@ -24,13 +24,16 @@ import hashlib
 import json
 import math
 import os
+import random
 import signal
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import sympy as sp
 import torch
 import yaml
@@ -57,6 +60,7 @@ class Backend(Protocol):
     """Formulas in, one Fitness each out, with `evaluate_population`'s signature; `close` frees workers."""
 
     name: str
+    faults: list[str]  # why chunk attempts failed (worker died, timed out), for the run's summary
 
     def evaluate(self, exprs: Sequence[sp.Expr], grammar: Grammar, tasks: list[Task], seeds: Sequence[int],
                  cfg: TrainConfig = DEFAULT_CONFIG, evaluator: str = "auto", device: str = "auto",
@@ -85,6 +89,9 @@ class SerialBackend:
     """This process, one call to the evaluator: the default."""
 
     name = "serial"
+
+    def __init__(self) -> None:
+        self.faults: list[str] = []
 
     def evaluate(self, exprs: Sequence[sp.Expr], grammar: Grammar, tasks: list[Task], seeds: Sequence[int],
                  cfg: TrainConfig = DEFAULT_CONFIG, evaluator: str = "auto", device: str = "auto",
@@ -209,7 +216,7 @@ class Worker:
 
     def run(self, ctx: dict[str, Any], texts: list[str], seeds: list[int], chunk: int, attempt: int) -> dict:
         """One chunk; the answer names its chunk and attempt, so a late answer is never taken for another."""
-        _test_faults(chunk, attempt)
+        _test_faults(ctx.get("faults", {}), chunk, attempt)
         grammar, tasks = self._context(ctx)
         fits = evaluate_population([text_to_expr(t) for t in texts], grammar, tasks, seeds,
                                    TrainConfig(**ctx["train"]), evaluator=ctx["evaluator"], device=ctx["device"])
@@ -227,11 +234,12 @@ class Worker:
         return self._contexts[key]
 
 
-def _test_faults(chunk: int, attempt: int) -> None:
-    """Fault injection for the tests: GPACT_TEST_KILL_CHUNK / GPACT_TEST_HANG_CHUNK = "<chunk>" makes the worker
-    die / hang on the first attempt of that chunk (of every call), "<chunk>:always" on every attempt."""
+def _test_faults(faults: dict[str, str], chunk: int, attempt: int) -> None:
+    """Fault injection for the tests: GPACT_TEST_KILL_CHUNK / GPACT_TEST_HANG_CHUNK = "<chunk>" in the main
+    process's environment makes the worker die / hang on the first attempt of that chunk (of every call),
+    "<chunk>:always" on every attempt. The settings travel with the work, so they reach any worker."""
     for var in ("GPACT_TEST_KILL_CHUNK", "GPACT_TEST_HANG_CHUNK"):
-        spec = os.environ.get(var, "")
+        spec = faults.get(var, "")
         n, _, mode = spec.partition(":")
         if n and int(n) == chunk and (attempt == 0 or mode == "always"):
             if var == "GPACT_TEST_KILL_CHUNK":
@@ -305,6 +313,7 @@ class _Distributed:
         if workers < 0 or chunk_timeout < 0:
             raise ConfigError("workers and chunk_timeout must be >= 0 (0: automatic / no limit)")
         self.workers, self.device, self.chunk_timeout, self.task_seed = workers, device, chunk_timeout, task_seed
+        self.faults: list[str] = []
         self._pool: _Pool | None = None
         self._ready: set[int] = set()
         self._grammars: dict[int, tuple[Grammar, str]] = {}  # id -> (grammar kept alive, YAML text)
@@ -345,26 +354,8 @@ class _Distributed:
         texts = [_ship(e) for e in exprs]
         out: list[Fitness | None] = [None] * n
         shipped = [i for i, t in enumerate(texts) if t is not None]
-        if shipped:
-            if self._pool is None:
-                self._pool = self._make_pool()
-            size = chunk_size(len(shipped), self._pool.size, tasks, len(seeds), cfg, self._memory_device())
-            chunks = [shipped[i:i + size] for i in range(0, len(shipped), size)]
-            done = 0
-
-            def finished(c: int, fits: list[Fitness]) -> None:
-                nonlocal done
-                for i, f in zip(chunks[c], fits, strict=True):
-                    out[i] = f
-                done += len(chunks[c])
-                if progress:
-                    progress(done, n)
-
-            try:
-                self._schedule(ctx, [[texts[i] for i in c] for c in chunks], seeds, tasks, finished)
-            except BaseException:  # an error or Ctrl-C mid-call: workers may still hold its chunks, start afresh
-                self.close()
-                raise
+        with _global_rngs_kept():
+            self._run_remote(ctx, texts, shipped, seeds, tasks, cfg, out, progress)
         local = [i for i, t in enumerate(texts) if t is None]  # rare: a sympy form the wire format can't carry
         if local:
             fits = evaluate_population([exprs[i] for i in local], grammar, tasks, seeds, cfg, evaluator=evaluator,
@@ -372,6 +363,31 @@ class _Distributed:
             for i, f in zip(local, fits, strict=True):
                 out[i] = f
         return out  # type: ignore[return-value]
+
+    def _run_remote(self, ctx: dict, texts: list[str | None], shipped: list[int], seeds: list[int],
+                    tasks: list[Task], cfg: TrainConfig, out: list[Fitness | None], progress: Progress | None) -> None:
+        """Chunks of the shipped formulas through the workers; results land in `out` at their input positions."""
+        if not shipped:
+            return
+        if self._pool is None:
+            self._pool = self._make_pool()
+        size = chunk_size(len(shipped), self._pool.size, tasks, len(seeds), cfg, self._memory_device())
+        chunks = [shipped[i:i + size] for i in range(0, len(shipped), size)]
+        done = 0
+
+        def finished(c: int, fits: list[Fitness]) -> None:
+            nonlocal done
+            for i, f in zip(chunks[c], fits, strict=True):
+                out[i] = f
+            done += len(chunks[c])
+            if progress:
+                progress(done, len(out))
+
+        try:
+            self._schedule(ctx, [[texts[i] for i in c] for c in chunks], seeds, tasks, finished)
+        except BaseException:  # an error or Ctrl-C mid-call: workers may still hold its chunks, start afresh
+            self.close()
+            raise
 
     # -- the scheduling loop and its fault policy
     def _schedule(self, ctx: dict, chunks: list[list[str]], seeds: list[int], tasks: list[Task], finished) -> None:
@@ -385,12 +401,14 @@ class _Distributed:
         waiting_since, start_failures = time.monotonic(), 0
 
         def fault(slot: int, chunk: int, attempt: int, reason: str) -> None:
+            self.faults.append(reason)
             if attempt == 0:
                 first_failure[chunk] = reason
                 queue.appendleft((chunk, 1, slot))  # once more, on another slot when there is one
             else:
-                reason = f"{reason} (retried; first attempt: {first_failure.get(chunk, reason)})"
-                finished(chunk, [worst(reason, tasks, seeds)] * len(chunks[chunk]))
+                first = first_failure.get(chunk, reason)
+                why = f"{reason}, twice" if first == reason else f"{first}; on retry: {reason}"
+                finished(chunk, [worst(why, tasks, seeds)] * len(chunks[chunk]))
 
         while queue or running:
             for slot in sorted(self._ready - set(running)):
@@ -451,6 +469,9 @@ class _Distributed:
     def _context(self, grammar: Grammar, tasks: list[Task], cfg: TrainConfig, evaluator: str, device: str) -> dict:
         ctx = {"grammar": self._grammar_text(grammar), "grammar_path": grammar.path, **self._task_recipe(tasks),
                "train": dataclasses.asdict(cfg), "evaluator": evaluator, "device": device}
+        faults = {k: v for k, v in os.environ.items() if k in ("GPACT_TEST_KILL_CHUNK", "GPACT_TEST_HANG_CHUNK")}
+        if faults:
+            ctx["faults"] = faults
         ctx["key"] = hashlib.sha1(json.dumps(ctx, sort_keys=True).encode()).hexdigest()
         return ctx
 
@@ -464,6 +485,19 @@ class _Distributed:
         if key not in self._recipes:
             self._recipes[key] = (tasks, task_recipe(tasks, (self.task_seed, 0), self.name))
         return self._recipes[key][1]
+
+
+@contextmanager
+def _global_rngs_kept() -> Iterator[None]:
+    """The search draws from the global `random` (DEAP) and a run is reproducible from its seed, but starting
+    workers may draw from it too (ray.init does): put the global generators back as they were."""
+    state = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.random.set_rng_state(state[2])
 
 
 class _Lost(Exception):
@@ -682,8 +716,8 @@ class RayBackend(_Distributed):
         self.nodes: set[str] = set()  # Ray node ids the actors ran on, for a look at where work went
 
     def describe(self) -> str:
-        where = f"cluster at {self.address}" if self.address else "local Ray"
-        return f"ray: {self.workers or 'one per GPU, else per CPU,'} actors on a {where}"
+        where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+        return f"ray: {self.workers or 'one actor per GPU, else per CPU,'} {'actors ' * bool(self.workers)}on {where}"
 
     def _memory_device(self) -> str:
         return "cuda" if self._gpus else "cpu"
@@ -694,8 +728,7 @@ class RayBackend(_Distributed):
         except ImportError:
             raise ConfigError("the ray backend needs Ray: pip install 'gpact[ray]'") from None
         if not ray.is_initialized():
-            runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath(),
-                                        **{k: v for k, v in os.environ.items() if k.startswith("GPACT_TEST_")}}}
+            runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
             kw: dict[str, Any] = {"runtime_env": runtime_env, "logging_level": "warning", "log_to_driver": True}
             try:
                 if self.address:

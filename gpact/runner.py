@@ -104,6 +104,9 @@ def _run(cfg: RunConfig, echo: Callable[[str], None], grammar: Grammar | None, b
         "references": {k: v.ood_score for k, v in refs.items()},
         "best": rows[0]["formula"] if rows else None, "best_ood_score": rows[0]["ood_score"] if rows else None,
     })
+    if backend.faults:
+        echo(f"backend: {len(backend.faults)} chunk attempts failed (each chunk re-run once, then scored worst); "
+             f"first: {backend.faults[0]}")
     echo(table(rows))
     echo(f"written: {out}/{rundir.PARETO}, {rundir.CANDIDATES}, {rundir.CONFIG}")
     return RunResult(out, front, rows, refs, state)
