@@ -411,8 +411,8 @@ class _Distributed:
                 finished(chunk, [worst(why, tasks, seeds)] * len(chunks[chunk]))
 
         while queue or running:
-            for slot in sorted(self._ready - set(running)):
-                item = next((q for q in queue if q[2] != slot or pool.size == 1), None)
+            for slot in sorted(self._ready - set(running)):  # a retry avoids its failed slot if another is ready
+                item = next((q for q in queue if q[2] != slot or len(self._ready) == 1), None)
                 if item is None:
                     continue
                 queue.remove(item)
@@ -637,6 +637,9 @@ class _ProcessPool:
     def poll(self, timeout: float | None) -> list[tuple[int, str, Any]]:
         from multiprocess.connection import wait
 
+        if not self._procs:
+            time.sleep(min(timeout or 0.1, 0.1))
+            return []
         by_obj = {}
         for slot, proc in self._procs.items():
             by_obj[self._conns[slot]] = slot
@@ -676,8 +679,9 @@ class _ProcessPool:
                 conn.send(None)
             except (BrokenPipeError, OSError):
                 pass
+        deadline = time.monotonic() + 5  # idle workers exit at once; busy ones (an interrupted call) are killed
         for slot, proc in list(self._procs.items()):
-            proc.join(5)
+            proc.join(max(0.0, deadline - time.monotonic()))
             self.kill(slot)
 
 
