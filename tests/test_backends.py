@@ -18,12 +18,14 @@ from gpact.backends import (
     text_to_expr,
 )
 from gpact.cli import main
+from gpact.config import RunConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.evaluate import evaluate_population
 from gpact.expr import analyse, formula_to_sympy, make_pset, tree_to_sympy
 from gpact.fitness import WORST
 from gpact.grammar import add_primitive, grammar_from_dict, load_grammar
 from gpact.mlp import TrainConfig
+from gpact.runner import run
 from gpact.symbolic import X
 from gpact.tasks import make_suite
 
@@ -119,6 +121,9 @@ def test_grammars_workers_cannot_rebuild_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="built in Python"):
         b.check(grammar_from_dict({"primitives": {"add": {"arity": 2, "sympy": "a + b"}}}))
     assert grammar_text(g) == Path(g.path).read_text()
+    with pytest.raises(ConfigError, match="bump"):  # refused before the run folder is made
+        run(RunConfig(grammar="minimal", backend="process", out_dir=str(tmp_path), run_id="r"), grammar=bumped)
+    assert not (tmp_path / "r").exists()
     res = CliRunner().invoke(main, [*TINY, "--backend", "ray", "--workers", "-1", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "workers and chunk_timeout must be >= 0" in res.output
     assert b._pool is None  # nothing was started
