@@ -64,9 +64,17 @@ def main() -> None:
               help="LLM requests per run, cached ones included.")
 @click.option("--llm-timeout", type=float, default=LLMConfig.timeout, show_default=True,
               help="Seconds per LLM request (no retries).")
+@click.option("--backend", type=click.Choice(["serial", "process", "ray"]), default="serial", show_default=True,
+              help="Where candidates train: this process, local worker processes, or Ray (docs/scaleout.md).")
+@click.option("--workers", type=int, default=0, show_default=True,
+              help="Worker processes / Ray actors; 0: one per GPU, else one per CPU core.")
+@click.option("--ray-address", default="", help="Ray cluster to join ('auto' or host:port) [default: start a "
+              "local Ray].")
+@click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
+              help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
 def run(grammar, generations, population, seed, tasks, train_seeds, steps, width, evaluator, device, holdout,
         out_dir, run_id, llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls,
-        llm_timeout):
+        llm_timeout, backend, workers, ray_address, chunk_timeout):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs)."""
     from gpact.runner import run as run_search
 
@@ -76,7 +84,8 @@ def run(grammar, generations, population, seed, tasks, train_seeds, steps, width
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, holdout=holdout,
                     out_dir=out_dir, run_id=run_id,
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
-                                  mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout))
+                                  mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
+                    backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout)
     run_search(cfg, echo=click.echo)
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpact.backends import BACKENDS
 from gpact.errors import ConfigError
 from gpact.llm import LLMConfig
 from gpact.mlp import TrainConfig
@@ -30,6 +31,10 @@ class RunConfig:
     out_dir: str = "runs"
     run_id: str = ""  # empty: derived from the grammar, seed and start time
     llm: LLMConfig = field(default_factory=LLMConfig)  # LLM crossover (docs/llm.md); off by default
+    backend: str = "serial"  # serial | process | ray: where candidates are trained (docs/scaleout.md)
+    workers: int = 0  # process/ray workers; 0: one per GPU, else one per CPU core
+    ray_address: str = ""  # "": start a local Ray; "auto" or host:port: join a running cluster
+    chunk_timeout: float = 0.0  # seconds a worker may spend on one chunk before it is replaced; 0: no limit
 
     def __post_init__(self) -> None:
         checks = [
@@ -39,6 +44,8 @@ class RunConfig:
             (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1, "cx_prob and mut_prob must be in [0, 1]"),
             (self.seed >= 0, "seed must be >= 0"),
             (self.train.steps >= 1 and self.train.width >= 1, "train.steps and train.width must be >= 1"),
+            (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
+            (self.workers >= 0 and self.chunk_timeout >= 0, "workers and chunk_timeout must be >= 0"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sympy as sp
 from deap import base, creator, gp, tools
@@ -26,6 +27,9 @@ from gpact.grammar import Grammar
 from gpact.llm import LLMOperator, Parent
 from gpact.symbolic import X
 from gpact.tasks import Task
+
+if TYPE_CHECKING:
+    from gpact.backends import Backend
 
 if not hasattr(creator, "GpactFitness"):  # DEAP creator classes: module level, created once
     creator.create("GpactFitness", base.Fitness, weights=(-1.0, -1.0))
@@ -86,8 +90,10 @@ class GenerationStats:
 class Search:
     """A run's search engine: the grammar, tasks and operators around a `State`."""
 
-    def __init__(self, cfg: RunConfig, grammar: Grammar, tasks: list[Task], llm: LLMOperator | None = None):
+    def __init__(self, cfg: RunConfig, grammar: Grammar, tasks: list[Task], llm: LLMOperator | None = None,
+                 backend: Backend | None = None):
         self.cfg, self.grammar, self.tasks, self.llm = cfg, grammar, tasks, llm
+        self.backend = backend  # None: evaluate_population in this process
         self.pset = make_pset(grammar)
         self.seeds = list(range(cfg.train_seeds))
         self._analysis: dict[str, Analysis] = {}
@@ -225,9 +231,9 @@ class Search:
             else:
                 hits += 1
         if pending:
-            fits = evaluate_population([an.expr for an, _, _ in pending.values()], self.grammar, self.tasks,
-                                       self.seeds, self.cfg.train, evaluator=self.cfg.evaluator,
-                                       device=self.cfg.device, progress=progress)
+            evaluate = self.backend.evaluate if self.backend is not None else evaluate_population
+            fits = evaluate([an.expr for an, _, _ in pending.values()], self.grammar, self.tasks, self.seeds,
+                            self.cfg.train, evaluator=self.cfg.evaluator, device=self.cfg.device, progress=progress)
             for (key, (an, text, origin)), fit in zip(pending.items(), fits, strict=True):
                 state.records[key] = _record(key, an, text, fit, state.generation, origin)
         for ind in individuals:
@@ -304,7 +310,8 @@ def pareto_front(records) -> list[Record]:
     return sorted(front, key=lambda r: (r.ood_score, r.flops, r.formula))
 
 
-def score_formulas(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: RunConfig) -> list[Record]:
+def score_formulas(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: RunConfig,
+                   backend: Backend | None = None) -> list[Record]:
     """Records for fixed formulas (references such as gelu and relu) on the run's tasks and seeds."""
     exprs: list[sp.Expr] = []
     analyses = []
@@ -313,6 +320,7 @@ def score_formulas(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: R
         an = analyse(tree_to_sympy(parse_tree(t, grammar, pset), grammar), grammar)
         analyses.append(an)
         exprs.append(an.expr)
-    fits = evaluate_population(exprs, grammar, tasks, list(range(cfg.train_seeds)), cfg.train,
-                               evaluator=cfg.evaluator, device=cfg.device)
+    evaluate = backend.evaluate if backend is not None else evaluate_population
+    fits = evaluate(exprs, grammar, tasks, list(range(cfg.train_seeds)), cfg.train, evaluator=cfg.evaluator,
+                    device=cfg.device)
     return [_record(an.key, an, t, f, -1) for t, an, f in zip(texts, analyses, fits, strict=True)]
