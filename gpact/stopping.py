@@ -99,11 +99,17 @@ class Stopper:
         return self.clock() - self.started
 
     def reason(self, state: State) -> str:
-        """Why the run should stop before its next generation, or '' to go on."""
+        """Why the run should stop before its next generation, or '' to go on.
+
+        The time and evaluation limits never stop a run before generation 0 is done: a run with no
+        evaluated population has nothing to show or resume from.
+        """
         if self.signum is not None:
             return signal.Signals(self.signum).name
         if state.generation > self.cfg.generations:
             return "generations"
+        if state.generation == 0:
+            return ""
         if self.cfg.time_limit and self.elapsed >= self.cfg.time_limit:
             return "time limit"
         if self.cfg.max_evals and state.evaluations >= self.cfg.max_evals:
