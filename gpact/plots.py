@@ -102,7 +102,7 @@ def plot_curves(path: Path, members: list[tuple[str, Fn]], references: list[tupl
     x = torch.linspace(*X_RANGE, 801, dtype=torch.float64)
     fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(13, 6), dpi=110)
     colors = plt.get_cmap("tab10").colors
-    values, slopes = [], []
+    values, slopes, ref_values, ref_slopes = [], [], [], []
     for i, (label, fn) in enumerate(members):
         y, dy = _value_and_slope(fn, x)
         ax_f.plot(x, y, color=colors[i % len(colors)], lw=2.2, label=label, zorder=2)
@@ -114,10 +114,10 @@ def plot_curves(path: Path, members: list[tuple[str, Fn]], references: list[tupl
         color, ls = REFERENCE_STYLE.get(name, ("gray", "--"))
         for ax, v in ((ax_f, y), (ax_d, dy)):
             ax.plot(x, v, color=color, ls=ls, lw=1.4, label=f"{name} (baseline)", zorder=3)
-        values.append(y)
-        slopes.append(dy)
-    ax_f.set_ylim(*_limits(values))
-    ax_d.set_ylim(*_limits(slopes))
+        ref_values.append(y)
+        ref_slopes.append(dy)
+    ax_f.set_ylim(*_limits(values, ref_values))
+    ax_d.set_ylim(*_limits(slopes, ref_slopes))
     for ax, what in ((ax_f, "f(x)"), (ax_d, "f'(x)")):
         ax.axhline(0, color="gray", lw=0.5)
         ax.axvline(0, color="gray", lw=0.5)
@@ -151,16 +151,22 @@ def _value_and_slope(fn: Fn, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return y.detach().numpy(), dy.detach().numpy()
 
 
-def _limits(curves: list[np.ndarray]) -> tuple[float, float]:
-    """A y range that shows the shapes: the central 98% of the values, widened a little, never degenerate.
+def _limits(curves: list[np.ndarray], references: list[np.ndarray]) -> tuple[float, float]:
+    """A y range that shows every curve, but never more than one reference span beyond the references.
 
-    One fast-growing curve (x**3 reaches 125) would otherwise flatten every other line.
+    The plot is for comparing with gelu and relu: a fast-growing member (x**3 reaches 125) would otherwise
+    flatten every other line; it leaves the frame instead, which shows it is steep.
     """
-    v = np.concatenate([c[np.isfinite(c)] for c in curves]) if curves else np.zeros(1)
-    lo, hi = np.percentile(v, [1, 99]) if v.size else (-1.0, 1.0)
-    lo, hi = min(lo, -0.5), max(hi, 1.0)
-    pad = 0.08 * (hi - lo)
-    return float(lo - pad), float(hi + pad)
+    def finite(cs):
+        v = np.concatenate([c[np.isfinite(c)] for c in cs]) if cs else np.zeros(0)
+        return v if v.size else np.zeros(1)
+
+    ref, every = finite(references), finite(curves + references)
+    span = max(float(ref.max() - ref.min()), 1.0)
+    lo = max(float(every.min()), float(ref.min()) - span)
+    hi = min(float(every.max()), float(ref.max()) + span)
+    pad = 0.06 * max(hi - lo, 1e-3)
+    return lo - pad, hi + pad
 
 
 # ---------------------------------------------------------------------------------------------------------
