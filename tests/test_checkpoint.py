@@ -2,6 +2,7 @@
 
 import ast
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import torch
 from gpact import checkpoint
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
+from gpact.llm import LLMConfig
 from gpact.mlp import TrainConfig
 from gpact.runner import run
 from gpact.search import Search, State
@@ -160,3 +162,27 @@ def test_stop_criteria_are_checked_between_generations():
     assert parse_duration("2h") == 7200 and parse_duration("90") == 90 and parse_duration("") == 0
     with pytest.raises(ConfigError, match="cannot read time limit"):
         parse_duration("soon")
+
+
+def test_llm_run_resumes_with_its_budget_random_state_and_cache(tmp_path):
+    pytest.importorskip("openai")
+    from fake_llm import FakeLLM
+
+    pool = ["tanh(x) + 0.1*x", "sin(x)*relu(x)", "gelu(x)*tanh(x)", "relu(x) + 0.1*sin(x)", "tanh(gelu(x))"]
+    counter = itertools.count()
+    server = FakeLLM(default=lambda body: json.dumps([pool[next(counter) % 5], pool[next(counter) % 5]]))
+    try:
+        # a call budget that runs out mid-run: a resumed run must know how much of it was spent
+        cfg = dataclasses.replace(CFG, llm=LLMConfig(base_url=server.url, model="m", rate=0.5, mutation_rate=0.5,
+                                                     max_calls=7, timeout=5.0))
+        ref = _run(cfg, tmp_path, "ref")  # answers land in tmp_path/.llm_cache, shared by the runs below
+        calls = len(server.requests)
+        assert 0 < calls <= 7
+        part = _run(dataclasses.replace(cfg, generations=1), tmp_path, "part")
+        res = run(cfg, echo=lambda s: None, live=False, resume=part.run_dir)
+    finally:
+        server.close()
+    assert len(server.requests) == calls  # every answer after the resume came from the cache
+    for name in ("pareto.csv", "candidates.jsonl"):
+        assert (res.run_dir / name).read_bytes() == (ref.run_dir / name).read_bytes(), name
+    assert any(json.loads(line)["origin"] == "llm" for line in (res.run_dir / "candidates.jsonl").open())
