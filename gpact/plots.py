@@ -26,8 +26,11 @@ REFERENCE_STYLE = {"gelu": ("black", "--"), "relu": ("dimgray", ":")}
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def write_plots(run_dir: Path, only_missing: bool = False) -> list[Path]:
-    """Draw pareto.png and curves.png for a run that has a front; returns their paths."""
+def write_plots(run_dir: Path, only_missing: bool = False, grammar: Grammar | None = None) -> list[Path]:
+    """Draw pareto.png and curves.png for a run that has a front; returns their paths.
+
+    `grammar`: the run's, when it was extended in Python (the folder's copy lacks those primitives).
+    """
     run_dir = Path(run_dir)
     rows = read_front(run_dir)
     paths = [run_dir / PARETO_PNG, run_dir / CURVES_PNG]
@@ -35,7 +38,7 @@ def write_plots(run_dir: Path, only_missing: bool = False) -> list[Path]:
         return [p for p in paths if p.exists()]
     title = run_dir.name
     plot_pareto(paths[0], rows, _cloud(run_dir), _references(run_dir), title)
-    grammar = checkpoint.run_grammar(run_dir)
+    grammar = grammar or checkpoint.run_grammar(run_dir)
     members = [(f"#{r['rank']}  {_short(r['formula'])}", _activation(r["tree"], grammar))
                for r in rows[:MAX_CURVES]]
     refs = [(name, _activation(baselines.get(name).formula, load_grammar(baselines.BASELINE_GRAMMAR)))

@@ -83,8 +83,9 @@ class Display:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self._bars = Progress(TextColumn("{task.description}"), BarColumn(bar_width=30), MofNCompleteColumn(),
-                              TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+        # the numbers last: on a narrow terminal they are cut, the bars and counts stay
+        self._bars = Progress(TextColumn("{task.description:<11}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                              TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                               console=console or Console(), transient=False)
         self._run_task = self._bars.add_task("generations", total=self.cfg.generations + 1, info="")
         self._gen_task = self._bars.add_task("evaluating", total=None, info="", visible=False)
@@ -92,7 +93,7 @@ class Display:
 
     def echo(self, text: str) -> None:
         if self._bars is not None:
-            self._bars.console.print(text, markup=False, highlight=False)
+            self._bars.console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
             self._echo(text)
 

@@ -149,7 +149,7 @@ def _finish(out: Path, cfg: RunConfig, grammar: Grammar, search: Search, state: 
     rundir.write_text(out / rundir.PARETO, to_csv(rows))
     status = "complete" if stopped_by == "generations" else f"stopped: {stopped_by}"
     _summary(out, cfg, grammar, state, refs, rows, started, status)
-    plot_paths = _plots(out, echo)
+    plot_paths = _plots(out, grammar, echo)
     echo(table(rows))
     if stopped_by != "generations":
         echo(f"stopped by {stopped_by} after generation {state.generation - 1}/{cfg.generations}; "
@@ -188,12 +188,12 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
     })
 
 
-def _plots(out: Path, echo: Callable[[str], None]) -> list[Path]:
+def _plots(out: Path, grammar: Grammar, echo: Callable[[str], None]) -> list[Path]:
     """Plots are a convenience: a failure to draw them is reported, never fatal to a finished run."""
     from gpact.plots import write_plots
 
     try:
-        return write_plots(out)
+        return write_plots(out, grammar=grammar)
     except Exception as exc:  # matplotlib or an exotic primitive; the run's data is already written
         echo(f"plots: not written ({type(exc).__name__}: {exc})")
         return []
