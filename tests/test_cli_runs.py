@@ -136,6 +136,16 @@ def test_max_evals_stops_at_a_generation_boundary_and_resume_goes_on(tmp_path, r
     _same_front(tmp_path / "m", reference)
 
 
+def test_time_limit_stops_at_a_generation_boundary(tmp_path):
+    res = CliRunner().invoke(main, ["run", *TINY, "--time-limit", "0.001s", "--out", str(tmp_path), "--run-id", "t"])
+    assert res.exit_code == 0, res.output
+    assert "gen   0/3" in res.output and "gen   1/3" not in res.output  # generation 0 always runs
+    assert "stopped by time limit after generation 0/3; continue with: gpact run --resume" in res.output
+    assert json.loads((tmp_path / "t" / "summary.json").read_text())["status"] == "stopped: time limit"
+    res = CliRunner().invoke(main, ["run", *TINY, "--time-limit", "soon", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "cannot read time limit 'soon'" in res.output
+
+
 def test_show_list_and_export(tmp_path, reference):
     runner = CliRunner()
     res = runner.invoke(main, ["show", str(reference)])
