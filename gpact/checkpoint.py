@@ -182,7 +182,15 @@ def flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
-    """Keys that differ between a run's saved config and `cfg`, outside RESUMABLE, as 'key: run X, now Y'."""
+    """Keys that differ between a run's saved config and `cfg`, outside RESUMABLE, as 'key: run X, now Y'.
+
+    A key the saved config lacks (a field added to gpact since the run started) counts as its default,
+    which is how new fields keep old behaviour; a key this gpact does not know is a difference.
+    """
+    try:
+        saved = RunConfig.from_dict(saved).to_dict()
+    except (ConfigError, TypeError):
+        pass  # unknown keys: compare as saved, so that they are named
     old = flat(json.loads(json.dumps(saved)))
     new = flat(json.loads(json.dumps(cfg.to_dict())))
     diffs = []

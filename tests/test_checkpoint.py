@@ -97,9 +97,12 @@ def test_incompatible_config_is_refused_naming_every_key_and_limits_may_change(t
     assert not any(k in named for k in ("generations", "time_limit", "max_evals", "device", "evaluator"))
     ok = dataclasses.replace(CFG, generations=9, time_limit=60.0, device="cpu", out_dir="elsewhere", run_id="x")
     assert checkpoint.config_differences(checkpoint.saved_config(reference), ok) == []
-    # a key that a newer or older gpact does not have is a difference too
+    # a key this gpact does not know is a difference; one the run's gpact did not know yet is its default
     saved = dict(checkpoint.saved_config(reference), colour="blue")
     assert checkpoint.config_differences(saved, ok) == ["colour: run 'blue', now (unset)"]
+    saved = checkpoint.saved_config(reference)
+    del saved["max_evals"], saved["train"]["lr"]
+    assert checkpoint.config_differences(saved, ok) == []
 
 
 def test_generator_states_survive_json(tmp_path):
