@@ -32,6 +32,7 @@ class RunInfo:
     cache_hits: int = 0
     started: str = ""
     best: float | None = None
+    references: dict[str, float] = field(default_factory=dict)  # OOD scores of gelu and relu on the run's tasks
 
     @property
     def grammar(self) -> str:
@@ -76,12 +77,14 @@ def load_run(run_dir: Path) -> RunInfo:
         info.evaluations, info.cache_hits = int(s.get("evaluations", 0)), int(s.get("cache_hits", 0))
         info.started = s.get("started", "")
         info.best = s.get("best_ood_score")
+        info.references = s.get("references", {})
     else:  # running, or died: the checkpoint is the truth
         ckpt = checkpoint.load(run_dir)
         if ckpt is not None:
             info.generations_done = ckpt.generation - 1
             info.evaluations, info.cache_hits = ckpt.state.evaluations, ckpt.state.cache_hits
             info.started = ckpt.started
+            info.references = {k: r.ood_score for k, r in ckpt.references.items()}
         front = read_front(run_dir)
         info.best = front[0]["ood_score"] if front else None
     if not info.started:
@@ -124,8 +127,8 @@ def show_run(run_dir: Path, plots: bool = True) -> str:
         f"started     {info.started.replace('T', ' ')}"
         + (f"  finished {s['finished'].replace('T', ' ')}" if s.get("finished") else ""),
     ]
-    if s.get("references"):
-        lines.append("references  " + "  ".join(f"{k} {fmt(v)}" for k, v in s["references"].items()))
+    if info.references:
+        lines.append("references  " + "  ".join(f"{k} {fmt(v)}" for k, v in info.references.items()))
     rows = read_front(info.path)
     lines += ["", table(rows) if rows else "no front yet (no generation finished)"]
     if plots and rows:

@@ -69,6 +69,9 @@ def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_front(tmp_pa
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
     assert not (run_dir / "summary.json").exists()
+    shown = CliRunner().invoke(main, ["show", str(run_dir), "--no-plots"])
+    assert "status      incomplete (generation 1/3)" in shown.output and "references  gelu(x)" in shown.output
+    assert f"resume: gpact run --resume {run_dir}" in shown.output
 
     res = subprocess.run([sys.executable, "-m", "gpact", "run", "--resume", str(run_dir)], capture_output=True,
                          text=True, env=ENV, timeout=300)
