@@ -36,7 +36,15 @@ def main() -> None:
 @main.command()
 @click.option("--grammar", "-g", default="grammars/full.yaml", show_default=True,
               help="Grammar file, or the name of a shipped one (full, minimal, ...).")
-@click.option("--generations", type=int, default=RunConfig.generations, show_default=True)
+@click.option("--generations", type=int, default=RunConfig.generations, show_default=True,
+              help="Generations after the initial population (on --resume: the new total).")
+@click.option("--time-limit", default="0", show_default=True,
+              help="Stop at the first generation boundary after this wall time (90s, 30m, 2h); 0: none.")
+@click.option("--max-evals", type=int, default=RunConfig.max_evals, show_default=True,
+              help="Stop at the first generation boundary after training this many functions; 0: none.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False), default=None,
+              help="Continue the run in this folder from its checkpoint; other options given change its config "
+                   "(only limits, device and evaluator may differ).")
 @click.option("--population", type=int, default=RunConfig.population, show_default=True,
               help="Rounded up to a multiple of 4.")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True)
@@ -72,21 +80,95 @@ def main() -> None:
               "local Ray].")
 @click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
-def run(grammar, generations, population, seed, tasks, train_seeds, steps, width, evaluator, device, holdout,
-        out_dir, run_id, llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls,
-        llm_timeout, backend, workers, ray_address, chunk_timeout):
-    """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs)."""
-    from gpact.runner import run as run_search
+def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
+        evaluator, device, holdout, out_dir, run_id, llm_base_url, llm_model, llm_api_key_env, llm_rate,
+        llm_mutation_rate, llm_max_calls, llm_timeout, backend, workers, ray_address, chunk_timeout):
+    """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
+    Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
+    a second one abandons the generation. `gpact run --resume runs/<id>` continues.
+    """
+    from gpact.runner import run as run_search
+    from gpact.stopping import parse_duration
+
+    if resume:
+        result = run_search(_resume_config(click.get_current_context(), resume), echo=click.echo, resume=resume)
+        sys.exit(result.exit_code)
     train = RunConfig().train
     train = dataclasses.replace(train, steps=steps or train.steps, width=width or train.width)
-    cfg = RunConfig(grammar=grammar, generations=generations, population=population, seed=seed, tasks=tasks,
+    cfg = RunConfig(grammar=grammar, generations=generations, time_limit=parse_duration(time_limit),
+                    max_evals=max_evals, population=population, seed=seed, tasks=tasks,
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, holdout=holdout,
                     out_dir=out_dir, run_id=run_id,
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout)
-    run_search(cfg, echo=click.echo)
+    sys.exit(run_search(cfg, echo=click.echo).exit_code)
+
+
+# `gpact run` options whose config key differs from the option name; the rest map one to one.
+_CONFIG_KEYS = {"steps": "train.steps", "width": "train.width", "out_dir": "out_dir",
+                **{f"llm_{k}": f"llm.{k}" for k in ("base_url", "model", "api_key_env", "rate", "mutation_rate",
+                                                     "max_calls", "timeout")}}
+
+
+def _resume_config(ctx: click.Context, run_dir: str) -> RunConfig:
+    """The run's saved config, changed by the options given on this command line (not by defaults)."""
+    from click.core import ParameterSource
+
+    from gpact.checkpoint import resume_config
+    from gpact.stopping import parse_duration
+
+    overrides = {}
+    for name, value in ctx.params.items():
+        if name == "resume" or ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
+            continue
+        overrides[_CONFIG_KEYS.get(name, name)] = parse_duration(value) if name == "time_limit" else value
+    return resume_config(run_dir, overrides)
+
+
+@main.command(name="show")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--no-plots", is_flag=True, help="Don't draw missing plots.")
+def show_cmd(run_dir, no_plots):
+    """Summary, Pareto front and plots of the run in RUN_DIR (runs/<id>)."""
+    from gpact.show import show_run
+
+    click.echo(show_run(run_dir, plots=not no_plots))
+
+
+@main.command(name="list")
+@click.argument("root", type=click.Path(file_okay=False), default="runs")
+def list_cmd(root):
+    """Runs under ROOT (default runs/): date, grammar, generations, evaluations, best score, status."""
+    from gpact.show import format_list, list_runs
+
+    click.echo(format_list(list_runs(root)))
+
+
+@main.command(name="export")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--rank", "-k", type=int, default=1, show_default=True, help="Front member (1: best OOD score).")
+@click.option("--format", "fmt", type=click.Choice(["torch", "python", "sympy", "latex"]), default="torch",
+              show_default=True, help="torch/python: a .py file with an nn.Module that imports only torch.")
+@click.option("--trainable", is_flag=True, help="torch/python: constants as trainable nn.Parameters.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="File to write [default: RUN_DIR/export/rank<K>.py for torch/python; stdout otherwise].")
+def export_cmd(run_dir, rank, fmt, trainable, out_path):
+    """Export front member RANK of the run in RUN_DIR as torch module source, sympy or LaTeX."""
+    from pathlib import Path
+
+    from gpact.export import default_path, export, front_member
+
+    member = front_member(run_dir, rank)
+    text = export(member, fmt, trainable=trainable)
+    if out_path is None and fmt in ("sympy", "latex"):
+        click.echo(text, nl=False)
+        return
+    path = Path(out_path) if out_path else default_path(member, fmt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {path}  (rank {rank}: {member.formula})")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from gpact.mlp import TrainConfig
 class RunConfig:
     grammar: str = "grammars/full.yaml"
     generations: int = 10
+    time_limit: float = 0.0  # seconds of wall time per invocation (checked between generations); 0: none
+    max_evals: int = 0  # stop once the run has trained this many new functions; 0: none
     population: int = 32  # rounded up to a multiple of 4 (NSGA-II's tournament needs it)
     seed: int = 0
     tasks: str = "default"  # suite name or comma-separated task names (gpact.tasks)
@@ -39,6 +41,7 @@ class RunConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.generations >= 0, "generations must be >= 0"),
+            (self.time_limit >= 0 and self.max_evals >= 0, "time_limit and max_evals must be >= 0 (0: no limit)"),
             (self.population >= 4, "population must be >= 4"),
             (self.train_seeds >= 1, "train_seeds must be >= 1"),
             (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1, "cx_prob and mut_prob must be in [0, 1]"),

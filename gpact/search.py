@@ -284,7 +284,11 @@ class Search:
         return pop, stats
 
     def restore(self, state: State) -> list:
-        """Rebuild the population (with fitness) from a state: no training, all records are cached."""
+        """Rebuild the population (with fitness) from a state: no training, all records are cached.
+
+        Not an exact resume (crowding distances are recomputed among the survivors only): runs resume with
+        `gpact.checkpoint.restore_population`.
+        """
         pop = [self.individual(t) for t in state.population]
         for ind in pop:
             an = self.analysis(ind)
