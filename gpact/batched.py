@@ -22,10 +22,12 @@ states the tolerance). A formula the program lowering cannot express runs on the
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sympy as sp
@@ -36,12 +38,12 @@ from gpact.errors import ConfigError
 from gpact.fitness import Fitness, aggregate, evaluate_reference
 from gpact.grammar import Grammar
 from gpact.mlp import DEFAULT_CONFIG, TrainConfig, init_params, layer_sizes
-from gpact.program import ARITY, CONST, MAX_REGS, OPCODES, OPS, Program, ProgramError, lower_all
+from gpact.program import ARITY, CONST, MAX_REGS, OPCODES, OPS, X_REG, Program, ProgramError, lower_all
 from gpact.reference import WORST, TrainResult
 from gpact.tasks import Task
 
 Progress = Callable[[int, int], None]
-KERNELS = ("auto", "torch", "triton")
+KERNELS = ("auto", "loop", "torch", "triton")
 
 # ---------------------------------------------------------------------------------------------------------
 # One op on dual numbers. `a`, `b` are values ([g, M] tensors, or [g, 1] immediates); `da`, `db` their
@@ -84,7 +86,21 @@ def _unary(name: str, a: torch.Tensor, da: torch.Tensor | None, c: torch.Tensor,
     v = _UNARY_VALUE[name](a)
     if not deriv or da is None:
         return v, None
+    if name in _FUSED_CHAIN:  # autograd's own backward kernel: one pass, the reference's exact numbers
+        return v, _FUSED_CHAIN[name](da.expand_as(a), a, v)
     return v, _UNARY_SLOPE[name](a, v) * da
+
+
+_aten = torch.ops.aten
+# op -> (da, a, value) -> da * op'(a), as torch autograd computes it for the same op
+_FUSED_CHAIN: dict[str, Callable] = {
+    "gelu": lambda da, a, v: _aten.gelu_backward(da, a),
+    "silu": lambda da, a, v: _aten.silu_backward(da, a),
+    "sigmoid": lambda da, a, v: _aten.sigmoid_backward(da, v),
+    "tanh": lambda da, a, v: _aten.tanh_backward(da, v),
+    "softplus": lambda da, a, v: _aten.softplus_backward(da, a, 1.0, 20.0),
+    "relu": lambda da, a, v: _aten.threshold_backward(da, v, 0),
+}
 
 
 _UNARY_VALUE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -290,9 +306,65 @@ class Interpreter:
         return values.index_select(0, self.out), slopes.index_select(0, self.out) if deriv else None
 
 
+class LoopInterpreter:
+    """The CPU form of Interpreter: same ops and numbers, walked candidate by candidate in cache-sized blocks.
+
+    On a CPU, launches are cheap and memory traffic is what costs: running one candidate's whole program
+    on a block of its row keeps the block in cache across instructions, where the grouped interpreter
+    streams the whole register file through memory once per instruction slot.
+    """
+
+    BLOCK = 1 << 17  # floats per block (512 KiB in float32): big blocks, few calls; a block stays in L2-L3
+
+    def __init__(self, programs: Sequence[Program], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.programs = list(programs)
+        self.device, self.dtype = torch.device(device), dtype
+        self.consts = [[torch.tensor([[i.c]], dtype=dtype, device=self.device) for i in p.instrs] for p in programs]
+
+    def __call__(self, z: torch.Tensor, deriv: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        v_out = torch.empty_like(z)
+        d_out = torch.empty_like(z) if deriv else None
+        n_threads = min(torch.get_num_threads(), len(self.programs))
+        if n_threads <= 1:
+            self._run(range(len(self.programs)), z, v_out, d_out, deriv)
+            return v_out, d_out
+        # torch ops release the GIL: threads over disjoint candidates use the cores that small ops leave idle
+        parts = [range(i, len(self.programs), n_threads) for i in range(n_threads)]
+        list(_pool(n_threads).map(lambda part: self._run(part, z, v_out, d_out, deriv), parts))
+        return v_out, d_out
+
+    def _run(self, cands: range, z: torch.Tensor, v_out: torch.Tensor, d_out: torch.Tensor | None,
+             deriv: bool) -> None:
+        m = z.shape[1]
+        for start in range(0, m, self.BLOCK):
+            cols = slice(start, min(m, start + self.BLOCK))
+            ones = torch.ones(1, cols.stop - cols.start, dtype=self.dtype, device=self.device)
+            for c in cands:
+                prog = self.programs[c]
+                regs = {X_REG: (z[c: c + 1, cols], ones)}
+                for ins, k in zip(prog.instrs, self.consts[c], strict=True):
+                    arity = ARITY[ins.op]
+                    a, da = (k, None) if arity < 1 or ins.a == CONST else regs[ins.a]
+                    b, db = (k, None) if arity < 2 or ins.b == CONST else regs[ins.b]
+                    if arity == 0:
+                        a = ones
+                    regs[ins.dst] = apply_op(ins.op, a, da if deriv else None, b, db if deriv else None, k, deriv)
+                v, d = regs[prog.out]
+                v_out[c: c + 1, cols] = v
+                if deriv:
+                    d_out[c: c + 1, cols] = 0.0 if d is None else d
+
+
+@functools.cache
+def _pool(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(n, thread_name_prefix="gpact-act")
+
+
 def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: torch.dtype = torch.float32,
                      kernel: str = "auto"):
-    """The activation backend: the Triton kernel on CUDA (float32, every op supported), else the torch one.
+    """The activation backend: on CPU the loop interpreter; on CUDA the Triton kernel (float32, every op
+    supported), else the grouped torch interpreter.
 
     `kernel` (or the GPACT_KERNEL environment variable, when `kernel` is "auto") forces a choice; forcing
     "triton" where it cannot run is an error. With TRITON_INTERPRET=1 the kernel also runs on CPU (slowly).
@@ -300,6 +372,8 @@ def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: t
     kernel = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
     if kernel not in KERNELS:
         raise ConfigError(f"unknown kernel '{kernel}' (choose from {', '.join(KERNELS)})")
+    if kernel == "loop" or (kernel == "auto" and device.type == "cpu"):
+        return LoopInterpreter(programs, device, dtype)
     if kernel == "torch":
         return Interpreter(programs, device, dtype)
     try:

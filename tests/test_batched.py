@@ -7,8 +7,9 @@ import pytest
 import sympy as sp
 import torch
 
-from gpact.batched import chunk_candidates, evaluate_batched, train_batched
+from gpact.batched import Interpreter, LoopInterpreter, chunk_candidates, evaluate_batched, train_batched
 from gpact.bench import candidate_mix
+from gpact.errors import ConfigError
 from gpact.evaluate import evaluate_population
 from gpact.expr import compile_expr, formula_to_sympy
 from gpact.fitness import evaluate_reference
@@ -129,3 +130,33 @@ def test_bench_protocol_task_and_memory_estimate_scale():
     small = chunk_candidates([task], 1, CFG, "cpu")
     big = chunk_candidates([task], 1, dataclasses.replace(CFG, width=64), "cpu")
     assert small > big >= 1
+
+
+def test_loop_and_grouped_interpreters_give_identical_results():
+    texts = GOOD + BAD[:2] + ["gelu(x)*(1 + 0.5*sinc(x))", "max(x, 0.1*x) + min(x, sin(x))", "sqrt(x)*x"]
+    progs = _programs(texts)
+    loop = train_batched(progs, TASKS, [0, 1], CFG, "cpu", kernel="loop")
+    grouped = train_batched(progs, TASKS, [0, 1], CFG, "cpu", kernel="torch")
+    assert loop == grouped
+    z = torch.linspace(-5, 5, 999).repeat(len(progs), 1)
+    for (v1, d1), (v2, d2) in [(LoopInterpreter(progs)(z), Interpreter(progs)(z))]:
+        assert torch.equal(v1, v2) and torch.equal(d1, d2)
+
+
+def test_unknown_kernel_is_a_clear_error():
+    with pytest.raises(ConfigError, match="unknown kernel"):
+        train_batched(_programs(["x"]), TASKS, [0], CFG, "cpu", kernel="cuda-magic")
+
+
+def test_loop_interpreter_threads_do_not_change_numbers():
+    progs = _programs(GOOD + ["gelu(x)*(1 + 0.5*sinc(x))", "x*x*x", "softplus(x) - tanh(x)"])
+    z = torch.linspace(-5, 5, 4096).repeat(len(progs), 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = LoopInterpreter(progs)(z)
+        torch.set_num_threads(3)
+        three = LoopInterpreter(progs)(z)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
