@@ -51,8 +51,6 @@ KERNELS = ("auto", "loop", "torch", "triton")
 # including the value at kinks (relu'(0) = 0, |x|'(0) = 0, max ties split evenly).
 
 _SQRT_2_OVER_PI = 2.0 / math.sqrt(math.pi)
-_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _Dual = tuple[torch.Tensor, torch.Tensor | None]
 
 
@@ -112,27 +110,12 @@ _UNARY_VALUE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }  # fmt: skip
 
 
-def _silu_slope(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(a)
-    return s * (1 + a * (1 - s))
-
-
-def _gelu_slope(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    cdf = 0.5 * (1 + torch.erf(a * _INV_SQRT_2))
-    return cdf + a * torch.exp(-0.5 * a * a) * _INV_SQRT_2PI
-
-
-def _softplus_slope(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    z = torch.exp(a)
-    return torch.where(a > 20, 1.0, z / (z + 1)).to(a.dtype)
-
-
 def _sinc_slope(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     safe = torch.where(a == 0, 1.0, a).to(a.dtype)
     return torch.where(a == 0, 0.0, (torch.cos(math.pi * a) - v) / safe).to(a.dtype)
 
 
-# d value / d a, given a and the value v
+# d value / d a, given a and the value v (gelu, silu, sigmoid, tanh, softplus, relu: _FUSED_CHAIN)
 _UNARY_SLOPE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "exp": lambda a, v: v,
     "log": lambda a, v: 1 / a,
@@ -142,18 +125,12 @@ _UNARY_SLOPE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = 
     "sin": lambda a, v: torch.cos(a),
     "cos": lambda a, v: -torch.sin(a),
     "tan": lambda a, v: 1 + v * v,
-    "tanh": lambda a, v: 1 - v * v,
     "sinh": lambda a, v: torch.cosh(a),
     "cosh": lambda a, v: torch.sinh(a),
     "asinh": lambda a, v: torch.rsqrt(a * a + 1),
     "atan": lambda a, v: 1 / (a * a + 1),
     "erf": lambda a, v: _SQRT_2_OVER_PI * torch.exp(-a * a),
     "erfc": lambda a, v: -_SQRT_2_OVER_PI * torch.exp(-a * a),
-    "sigmoid": lambda a, v: v * (1 - v),
-    "silu": _silu_slope,
-    "gelu": _gelu_slope,
-    "softplus": _softplus_slope,
-    "relu": lambda a, v: (a > 0).to(a.dtype),
     "sinc": _sinc_slope,
 }
 

@@ -306,8 +306,8 @@ def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, mar
 @click.option("--steps", type=int, default=500, show_default=True, help="Adam steps per training.")
 @click.option("--naive-max", type=int, default=64, show_default=True,
               help="Time the reference evaluator on at most this many of the candidates.")
-@click.option("--kernel", type=click.Choice(["auto", "torch", "triton"]), default="auto", show_default=True,
-              help="Activation backend of the batched evaluator (auto: triton on CUDA).")
+@click.option("--kernel", type=click.Choice(["auto", "loop", "torch", "triton"]), default="auto", show_default=True,
+              help="Activation interpreter of the batched evaluator (auto: loop on CPU, triton on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def bench_cmd(device, candidates, steps, naive_max, kernel, as_json):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
