@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from gpact.search import Record
 
 CSV_COLUMNS = ("rank", "flops", "ood_score", "vs_gelu", "holdout_score", "holdout_vs_gelu", "id_loss",
-               "formula", "tree", "key")
+               "formula", "tree", "key", "origin")
 
 
 def fmt(v: float | None, digits: int = 4) -> str:
@@ -32,7 +32,7 @@ def front_rows(front: Sequence[Record], gelu: Record | None, holdout: dict[str, 
             "rank": i, "flops": r.flops, "ood_score": r.ood_score,
             "vs_gelu": ratio(r.ood_score, gelu.ood_score if gelu else None),
             "holdout_score": h, "holdout_vs_gelu": ratio(h, holdout_gelu) if h is not None else None,
-            "id_loss": r.id_loss, "formula": r.formula, "tree": r.tree, "key": r.key,
+            "id_loss": r.id_loss, "formula": r.formula, "tree": r.tree, "key": r.key, "origin": r.origin,
         })
     return rows
 
@@ -51,9 +51,12 @@ def to_csv(rows: list[dict]) -> str:
 def table(rows: list[dict], title: str = "Pareto front") -> str:
     """Plain-text table: rank, FLOPs, OOD score, vs GELU (and holdout), formula."""
     has_holdout = any(r.get("holdout_score") is not None for r in rows)
-    head = ["rank", "FLOPs", "OOD score", "vs GELU"] + (["holdout vs GELU"] if has_holdout else []) + ["formula"]
+    has_origin = any(r.get("origin", "gp") != "gp" for r in rows)  # shown once the LLM has made something
+    head = (["rank", "FLOPs", "OOD score", "vs GELU"] + (["holdout vs GELU"] if has_holdout else [])
+            + (["origin"] if has_origin else []) + ["formula"])
     body = [[str(r["rank"]), fmt(r["flops"], 3), fmt(r["ood_score"]), fmt(r["vs_gelu"], 3)]
-            + ([fmt(r["holdout_vs_gelu"], 3)] if has_holdout else []) + [r["formula"]] for r in rows]
+            + ([fmt(r["holdout_vs_gelu"], 3)] if has_holdout else []) + ([r.get("origin", "gp")] if has_origin else [])
+            + [r["formula"]] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
              "  ".join("-" * w for w in widths)]

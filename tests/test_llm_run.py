@@ -80,6 +80,8 @@ def test_run_with_llm_crossover_survives_bad_answers_and_replays(tmp_path):
         records = {r["key"]: r for r in _jsonl(run / "candidates.jsonl")}
         front = list(csv.DictReader((run / "pareto.csv").open()))
         assert any(records[r["key"]]["origin"] == "llm" for r in front), [r["formula"] for r in front]
+        assert all(r["origin"] == records[r["key"]]["origin"] for r in front)  # the front says who made what
+        assert "origin" in result.output and " llm " in result.output  # and so does the printed table
 
         # the same seed again: every answer from the cache, no new request, the same front
         again = _run(server, tmp_path / "runs", "b")
