@@ -242,14 +242,16 @@ class Interpreter:
                     b_const = arity < 2 or ins.b == CONST
                     k = ins.c if OPS[ins.op][0] == "powi" else None  # one exponent per group
                     by_key[(ins.op, a_const, b_const, k)].append((i, ins))
-            for (op, a_const, b_const, _), rows in by_key.items():
+            for (op, a_const, b_const, k), rows in by_key.items():
+                # powi's exponent is read on the host (a loop count): kept on the CPU, no device sync per step
+                where = self.device if k is None else torch.device("cpu")
                 groups.append(_Group(
                     op=op,
                     n=len(rows),
                     dst=self._rows([ins.dst * C + i for i, ins in rows]),
                     a=None if a_const else self._rows([ins.a * C + i for i, ins in rows]),
                     b=None if b_const else self._rows([ins.b * C + i for i, ins in rows]),
-                    c=torch.tensor([[ins.c] for _, ins in rows], dtype=self.dtype, device=self.device),
+                    c=torch.tensor([[ins.c] for _, ins in rows], dtype=self.dtype, device=where),
                 ))
         return groups
 
