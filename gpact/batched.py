@@ -365,7 +365,7 @@ def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: t
     usable = runs_here and dtype == torch.float32 and triton_supports(programs)
     if kernel == "triton" and not usable:
         raise ConfigError("kernel 'triton' needs a CUDA device (or TRITON_INTERPRET=1), float32 and ops it "
-                          "supports; use --kernel torch")
+                          "supports; use GPACT_KERNEL=loop or torch (gpact bench: --kernel)")
     return TritonInterpreter(programs, device) if usable else Interpreter(programs, device, dtype)
 
 
