@@ -593,12 +593,24 @@ def chunk_candidates(tasks: list[Task], n_seeds: int, cfg: TrainConfig = DEFAULT
     return max(1, memory_budget(dev) // bytes_per_candidate(tasks, n_seeds, cfg, n_regs))
 
 
+def _train_chunk(progs: list[Program], groups: dict[tuple[int, int], list[Task]], seeds: Sequence[int],
+                 cfg: TrainConfig, dev: torch.device, kernel: str) -> list[dict[str, list[TrainResult]]]:
+    """Per candidate, task name -> its results over seeds; one train_batched per group of equal-size tasks."""
+    losses: list[dict[str, list[TrainResult]]] = [{} for _ in progs]
+    for group in groups.values():
+        for j, res in enumerate(train_batched(progs, group, seeds, cfg, dev, kernel)):
+            for k, task in enumerate(group):
+                losses[j][task.spec.name] = res[k * len(seeds): (k + 1) * len(seeds)]
+    return losses
+
+
 def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: list[Task], seeds: Sequence[int],
                      cfg: TrainConfig = DEFAULT_CONFIG, device: str = "auto",
                      progress: Progress | None = None, kernel: str = "auto") -> list[Fitness]:
     """Score formulas like `fitness.evaluate_reference` does, all lowered ones trained together.
 
-    Candidates are split into chunks by the memory estimate, and tasks into groups of equal split sizes.
+    Candidates are split into chunks by the memory estimate (halved and retried if the device still runs
+    out of memory), and tasks into groups of equal split sizes.
     A formula with no program form (an `import:` primitive with no base op) runs on the reference path.
     """
     if not tasks or not seeds:
@@ -614,16 +626,21 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
         groups: dict[tuple[int, int], list[Task]] = defaultdict(list)
         for t in tasks:
             groups[(t.x_train.shape[0], t.x_ood.shape[0])].append(t)
-        for start in range(0, len(todo), chunk):
+        start = 0
+        while start < len(todo):
             ids = todo[start: start + chunk]
-            progs = [lowered[i] for i in ids]
-            losses: list[dict[str, list[TrainResult]]] = [{} for _ in ids]
-            for group in groups.values():
-                for j, res in enumerate(train_batched(progs, group, seeds, cfg, dev, kernel)):
-                    for k, task in enumerate(group):
-                        losses[j][task.spec.name] = res[k * len(seeds): (k + 1) * len(seeds)]
+            try:
+                losses = _train_chunk([lowered[i] for i in ids], groups, seeds, cfg, dev, kernel)
+            except torch.OutOfMemoryError:
+                if len(ids) == 1:
+                    raise
+                chunk = max(1, len(ids) // 2)  # the estimate was too hopeful for this device: halve and retry
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
             for j, i in enumerate(ids):
                 out[i] = aggregate({t.spec.name: losses[j][t.spec.name] for t in tasks})
+            start += len(ids)
             done += len(ids)
             if progress:
                 progress(done, total)

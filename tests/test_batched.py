@@ -160,3 +160,21 @@ def test_loop_interpreter_threads_do_not_change_numbers():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+
+
+def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
+    import gpact.batched as B
+
+    exprs = [formula_to_sympy(t, FULL) for t in GOOD]
+    want = evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu")
+    real, sizes = B.train_batched, []
+
+    def fussy(progs, *args):
+        sizes.append(len(progs))
+        if len(progs) > 1:
+            raise torch.OutOfMemoryError("pretend the device is full")
+        return real(progs, *args)
+
+    monkeypatch.setattr(B, "train_batched", fussy)
+    assert evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu") == want
+    assert sizes[:3] == [4, 2, 1] and sizes.count(1) == 4
