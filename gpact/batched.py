@@ -507,10 +507,14 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out - y).square().mean((1, 2))
 
 
+def _record(failed: torch.Tensor, code: torch.Tensor) -> None:
+    """Keep each network's first failure code (0: none so far), in place, without a host sync."""
+    failed.copy_(torch.where(failed == 0, code.to(failed.dtype), failed))
+
+
 def _check(loss: torch.Tensor, failed: torch.Tensor, clip: float) -> None:
-    """Record the first failure of each network, in place, without a host sync."""
-    bad = torch.where(~torch.isfinite(loss), _NONFINITE, torch.where(loss > clip, _DIVERGED, 0)).to(failed.dtype)
-    failed.copy_(torch.where(failed == 0, bad, failed))
+    """A loss that is non-finite, or above `clip`, fails its network (as in the reference evaluator)."""
+    _record(failed, torch.where(~torch.isfinite(loss), _NONFINITE, torch.where(loss > clip, _DIVERGED, 0)))
 
 
 def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequence[int],
@@ -544,12 +548,12 @@ def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequenc
             if step % 64 == 63 and bool((failed != 0).all()):
                 break  # everything diverged: nothing left to learn
         finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for layer in stack.layers for t in layer]).all(0)
-        failed.copy_(torch.where((failed == 0) & ~finite, _NONFINITE, failed).to(failed.dtype))
+        _record(failed, torch.where(finite, 0, _NONFINITE))
         id_loss = _mse(_forward(stack, x, act, n_cand, deriv=False)[0], y)
         _check(id_loss, failed, cfg.clip_loss)
         x_ood, y_ood = _data(tasks, n_cand, n_seeds, d_in, "ood", device, cfg.torch_dtype)
         ood_loss = _mse(_forward(stack, x_ood, act, n_cand, deriv=False)[0], y_ood)
-        failed.copy_(torch.where((failed == 0) & ~torch.isfinite(ood_loss), _NONFINITE, failed).to(failed.dtype))
+        _record(failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
     per_net = zip(failed.tolist(), id_loss.tolist(), ood_loss.tolist(), strict=True)
     results = [
         TrainResult(WORST, WORST, True, _REASONS[f]) if f else TrainResult(min(i, WORST), min(o, WORST), False)
