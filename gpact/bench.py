@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import sympy as sp
+import torch
 from deap import gp
 
 from gpact.baselines import BASELINES
@@ -121,8 +122,6 @@ def run_bench(candidates: int = 64, device: str = "auto", steps: int = BENCH_CON
                        batched_rate / naive_rate)
 
 
-def _sync(dev) -> None:
+def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
-        import torch
-
         torch.cuda.synchronize(dev)

@@ -35,21 +35,14 @@ def evaluate_population(
     """Score every formula on tasks x seeds; a failing candidate gets the worst score, never an exception."""
     if evaluator not in EVALUATORS:
         raise ConfigError(f"unknown evaluator '{evaluator}' (choose from {', '.join(EVALUATORS)})")
-    if evaluator == "reference" or (evaluator == "auto" and not _batched_available()):
+    if evaluator == "reference":
         out = []
         for i, e in enumerate(exprs):
             out.append(evaluate_reference(compile_expr(e, grammar), tasks, seeds, cfg))
             if progress:
                 progress(i + 1, len(exprs))
         return out
-    from gpact.batched import evaluate_batched
+    from gpact.batched import evaluate_batched  # "auto" and "batched": it falls back per formula itself
 
     return evaluate_batched(exprs, grammar, tasks, seeds, cfg, device=device, progress=progress)
 
-
-def _batched_available() -> bool:
-    try:
-        import gpact.batched  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from gpact.program import CONST, MAX_REGS, OPCODES, Program
+from gpact.program import CONST, MAX_REGS, OPCODES, OPS, Program
 
 SUPPORTED = frozenset(OPCODES) - {"pow", "atan"}
 BLOCK = 1024
@@ -39,7 +39,7 @@ _PI: tl.constexpr = tl.constexpr(math.pi)
 _TWO_OVER_SQRT_PI: tl.constexpr = tl.constexpr(2.0 / math.sqrt(math.pi))
 _INV_SQRT2: tl.constexpr = tl.constexpr(1.0 / math.sqrt(2.0))
 _INV_SQRT_2PI: tl.constexpr = tl.constexpr(1.0 / math.sqrt(2.0 * math.pi))
-assert MAX_REGS == 8, "the kernel spells out 8 registers"
+assert MAX_REGS == 8 and CONST == -1, "the kernel spells out 8 registers and reads -1 as the immediate"
 
 
 @triton.jit
@@ -237,8 +237,6 @@ def _act_kernel(z_ptr, v_ptr, d_ptr, code_ptr, imm_ptr, len_ptr, out_ptr, M, L, 
 
 def triton_supports(programs: Sequence[Program]) -> bool:
     """Whether every op of every program has a kernel rule (else the torch interpreter runs them)."""
-    from gpact.program import OPS
-
     return all(OPS[i.op][0] in SUPPORTED for p in programs for i in p.instrs)
 
 
@@ -252,7 +250,7 @@ class TritonInterpreter:
         imm = torch.zeros(self.C, self.L, dtype=torch.float32)
         for c, p in enumerate(programs):
             for i, ins in enumerate(p.instrs):
-                code[c, i] = torch.tensor([ins.op, ins.dst, ins.a, ins.b if ins.b != CONST else CONST])
+                code[c, i] = torch.tensor([ins.op, ins.dst, ins.a, ins.b])
                 imm[c, i] = ins.c
         self.code, self.imm = code.to(device), imm.to(device)
         self.lens = torch.tensor([len(p.instrs) for p in programs], dtype=torch.int32, device=device)
