@@ -12,7 +12,7 @@ import click
 
 from gpact.config import RunConfig
 from gpact.errors import GpactError
-from gpact.llm import LLMConfig
+from gpact.search.llm import LLMConfig
 
 
 class _Group(click.Group):
@@ -88,8 +88,8 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
     a second one abandons the generation. `gpact run --resume runs/<id>` continues.
     """
-    from gpact.runner import run as run_search
-    from gpact.stopping import parse_duration
+    from gpact.run.runner import run as run_search
+    from gpact.run.stopping import parse_duration
 
     if resume:
         result = run_search(_resume_config(click.get_current_context(), resume), echo=click.echo, resume=resume)
@@ -116,8 +116,8 @@ def _resume_config(ctx: click.Context, run_dir: str) -> RunConfig:
     """The run's saved config, changed by the options given on this command line (not by defaults)."""
     from click.core import ParameterSource
 
-    from gpact.checkpoint import resume_config
-    from gpact.stopping import parse_duration
+    from gpact.run.checkpoint import resume_config
+    from gpact.run.stopping import parse_duration
 
     overrides = {}
     for name, value in ctx.params.items():
@@ -132,7 +132,7 @@ def _resume_config(ctx: click.Context, run_dir: str) -> RunConfig:
 @click.option("--no-plots", is_flag=True, help="Don't draw missing plots.")
 def show_cmd(run_dir, no_plots):
     """Summary, Pareto front and plots of the run in RUN_DIR (runs/<id>)."""
-    from gpact.show import show_run
+    from gpact.report.show import show_run
 
     click.echo(show_run(run_dir, plots=not no_plots))
 
@@ -141,7 +141,7 @@ def show_cmd(run_dir, no_plots):
 @click.argument("root", type=click.Path(file_okay=False), default="runs")
 def list_cmd(root):
     """Runs under ROOT (default runs/): date, grammar, generations, evaluations, best score, status."""
-    from gpact.show import format_list, list_runs
+    from gpact.report.show import format_list, list_runs
 
     click.echo(format_list(list_runs(root)))
 
@@ -158,7 +158,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
     """Export front member RANK of the run in RUN_DIR as torch module source, sympy or LaTeX."""
     from pathlib import Path
 
-    from gpact.export import default_path, export, front_member
+    from gpact.report.export import default_path, export, front_member
 
     member = front_member(run_dir, rank)
     text = export(member, fmt, trainable=trainable)
@@ -177,7 +177,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
 
 def _score_options(f):
     """Options shared by `gpact eval` and `gpact baselines`."""
-    from gpact.mlp import DEFAULT_CONFIG as D
+    from gpact.train.mlp import DEFAULT_CONFIG as D
 
     opts = [
         click.option("--tasks", default="default", show_default=True, help="Task suite or comma-separated tasks."),
@@ -203,8 +203,8 @@ def _score_options(f):
 
 def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
                      markdown, per_task, sort):
-    from gpact.mlp import TrainConfig
-    from gpact.scoring import format_per_task, format_table, score_formulas, to_csv
+    from gpact.train.mlp import TrainConfig
+    from gpact.train.scoring import format_per_task, format_table, score_formulas, to_csv
 
     def progress(done: int, total: int) -> None:
         click.echo(f"seed {done}/{total} done", err=True)
@@ -246,7 +246,7 @@ def eval_(formulas, formula_file, grammar, tasks, seeds, width, depth, steps, lr
 @_score_options
 def baselines_cmd(only, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path, markdown, per_task):
     """Score the library of known activations (gpact/baselines.py), best first relative to GELU."""
-    from gpact.baselines import BASELINE_GRAMMAR, BASELINES, get
+    from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, get
 
     names = [get(n.strip()).name for n in only.split(",")] if only else list(BASELINES)
     _score_and_print(names, BASELINE_GRAMMAR, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs,
@@ -263,8 +263,8 @@ def baselines_cmd(only, tasks, seeds, width, depth, steps, lr, evaluator, device
               help="Write one formula per distinct function, one per line (input for `gpact eval -f`).")
 def enumerate_cmd(grammar, template, points, seed, out_path):
     """Enumerate every expression of a template; count names and distinct functions (by outputs)."""
-    from gpact.grammar import load_grammar
-    from gpact.templates import count_distinct, describe_enumeration, pick_template
+    from gpact.expr.grammar import load_grammar
+    from gpact.expr.templates import count_distinct, describe_enumeration, pick_template
 
     g = load_grammar(grammar)
     t = pick_template(g, template)
@@ -290,7 +290,7 @@ def enumerate_cmd(grammar, template, points, seed, out_path):
 def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, markdown):
     """Train small networks with FORMULAS, GELU and ReLU on a real dataset (bundled with scikit-learn) under
     covariate shift: train on one part of the input space, test on another."""
-    from gpact.transfer import DATASETS, TransferConfig, format_result, transfer
+    from gpact.report.transfer import DATASETS, TransferConfig, format_result, transfer
 
     names = list(DATASETS) if dataset == "all" else [d.strip() for d in dataset.split(",")]
     cfg = TransferConfig(width=width, depth=depth, steps=steps, lr=lr)
@@ -314,7 +314,7 @@ def bench_cmd(device, candidates, steps, naive_max, kernel, as_json):
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2)."""
     import json
 
-    from gpact.bench import run_bench
+    from gpact.report.bench import run_bench
     from gpact.errors import ConfigError
 
     if candidates < 1 or steps < 1 or naive_max < 1:

@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpact.backends import BACKENDS
+from gpact.backends.pools import BACKENDS
 from gpact.errors import ConfigError
-from gpact.llm import LLMConfig
-from gpact.mlp import TrainConfig
+from gpact.search.llm import LLMConfig
+from gpact.train.mlp import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class RunConfig:
     max_evals: int = 0  # stop once the run has trained this many new functions; 0: none
     population: int = 32  # rounded up to a multiple of 4 (NSGA-II's tournament needs it)
     seed: int = 0
-    tasks: str = "default"  # suite name or comma-separated task names (gpact.tasks)
+    tasks: str = "default"  # suite name or comma-separated task names (gpact.train.tasks)
     train_seeds: int = 2  # network initialisations per task; the score takes their median
     n_train: int = 256
     n_ood: int = 256

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from gpact.cli import main
-from gpact.search import Search
+from gpact.search.gp import Search
 
 torch.set_num_threads(1)  # the same arithmetic as the in-process runs it is compared with
 generation, marker, args = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]

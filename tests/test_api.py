@@ -3,11 +3,11 @@
 import torch
 
 from gpact.config import RunConfig
-from gpact.grammar import add_primitive, load_grammar
-from gpact.mlp import TrainConfig
-from gpact.runner import run
-from gpact.search import score_formulas
-from gpact.tasks import make_suite
+from gpact.expr.grammar import add_primitive, load_grammar
+from gpact.train.mlp import TrainConfig
+from gpact.run.runner import run
+from gpact.search.gp import score_formulas
+from gpact.train.tasks import make_suite
 
 
 def test_readme_python_api(tmp_path):

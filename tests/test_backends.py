@@ -8,7 +8,7 @@ import sympy as sp
 from click.testing import CliRunner
 from deap import gp
 
-from gpact.backends import (
+from gpact.backends.pools import (
     ProcessBackend,
     SerialBackend,
     expr_to_text,
@@ -20,14 +20,14 @@ from gpact.backends import (
 from gpact.cli import main
 from gpact.config import RunConfig
 from gpact.errors import ConfigError, FormulaError
-from gpact.evaluate import evaluate_population
-from gpact.expr import analyse, formula_to_sympy, make_pset, tree_to_sympy
-from gpact.fitness import WORST
-from gpact.grammar import add_primitive, grammar_from_dict, load_grammar
-from gpact.mlp import TrainConfig
-from gpact.runner import run
-from gpact.symbolic import X
-from gpact.tasks import make_suite
+from gpact.train.evaluate import evaluate_population
+from gpact.expr.trees import analyse, formula_to_sympy, make_pset, tree_to_sympy
+from gpact.train.fitness import WORST
+from gpact.expr.grammar import add_primitive, grammar_from_dict, load_grammar
+from gpact.train.mlp import TrainConfig
+from gpact.run.runner import run
+from gpact.expr.symbolic import X
+from gpact.train.tasks import make_suite
 
 CFG = TrainConfig(width=4, steps=5)
 FORMULAS = ["gelu(x)", "x*tanh(x)", "sin(x) + x", "relu(x)", "0.3*x", "tanh(x)"]

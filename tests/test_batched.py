@@ -7,17 +7,17 @@ import pytest
 import sympy as sp
 import torch
 
-from gpact.batched import Interpreter, LoopInterpreter, chunk_candidates, evaluate_batched, train_batched
-from gpact.bench import candidate_mix
+from gpact.train.batched import Interpreter, LoopInterpreter, chunk_candidates, evaluate_batched, train_batched
+from gpact.report.bench import candidate_mix
 from gpact.errors import ConfigError
-from gpact.evaluate import evaluate_population
-from gpact.expr import compile_expr, formula_to_sympy
-from gpact.fitness import evaluate_reference
-from gpact.grammar import add_primitive, load_grammar
-from gpact.mlp import TrainConfig
-from gpact.program import lower
-from gpact.reference import WORST, train_reference
-from gpact.tasks import make_suite, make_task
+from gpact.train.evaluate import evaluate_population
+from gpact.expr.trees import compile_expr, formula_to_sympy
+from gpact.train.fitness import evaluate_reference
+from gpact.expr.grammar import add_primitive, load_grammar
+from gpact.train.mlp import TrainConfig
+from gpact.train.program import lower
+from gpact.train.reference import WORST, train_reference
+from gpact.train.tasks import make_suite, make_task
 
 FULL = load_grammar("full")
 CFG = TrainConfig(width=8, depth=2, steps=60)
@@ -163,7 +163,7 @@ def test_loop_interpreter_threads_do_not_change_numbers():
 
 
 def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
-    import gpact.batched as B
+    import gpact.train.batched as B
 
     exprs = [formula_to_sympy(t, FULL) for t in GOOD]
     want = evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu")

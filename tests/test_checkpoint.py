@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 
-from gpact import checkpoint
+from gpact.run import checkpoint
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
-from gpact.llm import LLMConfig
-from gpact.mlp import TrainConfig
-from gpact.runner import run
-from gpact.search import Search, State
-from gpact.stopping import Stopper, parse_duration
-from gpact.tasks import make_suite
+from gpact.search.llm import LLMConfig
+from gpact.train.mlp import TrainConfig
+from gpact.run.runner import run
+from gpact.search.gp import Search, State
+from gpact.run.stopping import Stopper, parse_duration
+from gpact.train.tasks import make_suite
 
 CFG = RunConfig(grammar="minimal", generations=3, population=8, seed=4, tasks="smoke", train_seeds=1,
                 train=TrainConfig(width=4, steps=5), holdout="", evaluator="reference")

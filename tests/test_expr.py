@@ -6,9 +6,9 @@ import torch
 from deap import gp
 
 from gpact.errors import FormulaError
-from gpact.expr import analyse, compile_expr, fingerprint, formula_to_sympy, make_pset, parse_tree, tree_to_sympy
-from gpact.grammar import load_grammar
-from gpact.symbolic import X
+from gpact.expr.trees import analyse, compile_expr, fingerprint, formula_to_sympy, make_pset, parse_tree, tree_to_sympy
+from gpact.expr.grammar import load_grammar
+from gpact.expr.symbolic import X
 
 FULL = load_grammar("full")
 MINIMAL = load_grammar("minimal")
@@ -50,7 +50,7 @@ def test_bad_formulas(text, needle):
 
 
 def test_constant_not_in_grammar_without_ephemerals():
-    from gpact.grammar import grammar_from_dict
+    from gpact.expr.grammar import grammar_from_dict
 
     g = grammar_from_dict({"primitives": {"add": {"arity": 2, "sympy": "a + b"}}, "terminals": {"constants": [1]}})
     with pytest.raises(FormulaError, match="constant 0.3"):
@@ -76,7 +76,7 @@ def test_simplified_form_never_costs_more():
         tree = gp.PrimitiveTree(gp.genHalfAndHalf(pset, 1, 4))
         raw = tree_to_sympy(tree, FULL)
         an = analyse(raw, FULL)
-        from gpact.flops import count_flops
+        from gpact.expr.flops import count_flops
 
         assert an.flops <= count_flops(raw, FULL.costs)
         z = torch.linspace(-3, 3, 41, dtype=torch.float64)

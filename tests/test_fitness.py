@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from gpact.errors import ConfigError
-from gpact.fitness import WORST, Fitness, aggregate, evaluate_reference
-from gpact.mlp import TrainConfig
-from gpact.reference import TrainResult
-from gpact.tasks import make_suite
+from gpact.train.fitness import WORST, Fitness, aggregate, evaluate_reference
+from gpact.train.mlp import TrainConfig
+from gpact.train.reference import TrainResult
+from gpact.train.tasks import make_suite
 
 
 def ok(ood, id_loss=0.1):

@@ -2,8 +2,8 @@ import pytest
 import sympy as sp
 
 from gpact.errors import FormulaError
-from gpact.flops import count_flops
-from gpact.symbolic import X
+from gpact.expr.flops import count_flops
+from gpact.expr.symbolic import X
 
 
 @pytest.mark.parametrize("expr, flops", [

@@ -1,7 +1,7 @@
 import pytest
 
 from gpact.errors import FormulaError
-from gpact.formula import Call, Num, Var, parse, to_text
+from gpact.expr.formula import Call, Num, Var, parse, to_text
 
 
 def test_operators_become_calls():

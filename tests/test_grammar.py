@@ -5,8 +5,8 @@ import sympy as sp
 import torch
 
 from gpact.errors import GrammarError
-from gpact.grammar import GRAMMAR_DIR, add_primitive, grammar_from_dict, load_grammar
-from gpact.symbolic import ARGS
+from gpact.expr.grammar import GRAMMAR_DIR, add_primitive, grammar_from_dict, load_grammar
+from gpact.expr.symbolic import ARGS
 
 a, b = ARGS[:2]
 
@@ -44,7 +44,7 @@ def test_lowered_definition_matches_torch_callable():
     g = load_grammar("full")
     z = torch.linspace(-4, 4, 101, dtype=torch.float64)
     for name in ("gelu", "silu", "softplus", "sigmoid"):
-        from gpact.torchfn import to_torch
+        from gpact.expr.torchfn import to_torch
 
         lowered = to_torch(g.primitives[name].definition, variables=(a,))
         torch.testing.assert_close(lowered(z), g.primitives[name].fn(z), atol=1e-6, rtol=1e-6)

@@ -2,7 +2,7 @@
 
 import torch
 
-from gpact.mlp import TrainConfig, forward, init_params
+from gpact.train.mlp import TrainConfig, forward, init_params
 
 
 def test_shapes_and_bounds():

@@ -6,8 +6,8 @@ import re
 from rich.console import Console
 
 from gpact.config import RunConfig
-from gpact.progress import Display, Meter, fmt_duration, hit_rate, time_left
-from gpact.search import GenerationStats, State
+from gpact.run.progress import Display, Meter, fmt_duration, hit_rate, time_left
+from gpact.search.gp import GenerationStats, State
 
 CFG = RunConfig(generations=4)
 

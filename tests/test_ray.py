@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gpact.backends import ROOT, RayBackend, SerialBackend
+from gpact.backends.pools import ROOT, RayBackend, SerialBackend
 from gpact.cli import main
-from gpact.expr import analyse, formula_to_sympy
-from gpact.fitness import WORST
-from gpact.grammar import load_grammar
-from gpact.mlp import TrainConfig
-from gpact.tasks import make_suite
+from gpact.expr.trees import analyse, formula_to_sympy
+from gpact.train.fitness import WORST
+from gpact.expr.grammar import load_grammar
+from gpact.train.mlp import TrainConfig
+from gpact.train.tasks import make_suite
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(900)

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from gpact.mlp import TrainConfig, forward, init_params
-from gpact.reference import WORST, TrainResult, train_reference
-from gpact.tasks import make_task
+from gpact.train.mlp import TrainConfig, forward, init_params
+from gpact.train.reference import WORST, TrainResult, train_reference
+from gpact.train.tasks import make_task
 
 CFG = TrainConfig(width=8, depth=2, steps=30, lr=1e-2)
 

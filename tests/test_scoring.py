@@ -6,13 +6,13 @@ import pytest
 import sympy as sp
 
 from gpact.errors import ConfigError, FormulaError
-from gpact.evaluate import evaluate_population
-from gpact.expr import Analysis, analyse, formula_to_sympy
-from gpact.fitness import WORST, Fitness
-from gpact.grammar import load_grammar
-from gpact.mlp import TrainConfig
-from gpact.scoring import _row, format_per_task, format_table, score_formulas, to_csv
-from gpact.tasks import make_suite
+from gpact.train.evaluate import evaluate_population
+from gpact.expr.trees import Analysis, analyse, formula_to_sympy
+from gpact.train.fitness import WORST, Fitness
+from gpact.expr.grammar import load_grammar
+from gpact.train.mlp import TrainConfig
+from gpact.train.scoring import _row, format_per_task, format_table, score_formulas, to_csv
+from gpact.train.tasks import make_suite
 
 CFG = TrainConfig(width=8, steps=30)
 

@@ -3,14 +3,14 @@ import random
 import pytest
 from deap import gp
 
-import gpact.search as search_mod
+import gpact.search.gp as search_mod
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
-from gpact.fitness import WORST, Fitness
-from gpact.grammar import load_grammar
-from gpact.mlp import TrainConfig
-from gpact.search import Record, Search, State, pareto_front
-from gpact.tasks import make_suite
+from gpact.train.fitness import WORST, Fitness
+from gpact.expr.grammar import load_grammar
+from gpact.train.mlp import TrainConfig
+from gpact.search.gp import Record, Search, State, pareto_front
+from gpact.train.tasks import make_suite
 
 CFG = RunConfig(grammar="minimal", population=8, generations=2, tasks="smoke", train_seeds=1,
                 train=TrainConfig(width=8, steps=20), holdout="")

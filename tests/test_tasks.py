@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gpact.errors import ConfigError
-from gpact.tasks import BENCH_TASK, SUITES, TASKS, draw_raw, make_suite, make_task, resolve_names
+from gpact.train.tasks import BENCH_TASK, SUITES, TASKS, draw_raw, make_suite, make_task, resolve_names
 
 
 def _ood_intervals(spec):

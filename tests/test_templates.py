@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from gpact.errors import GrammarError
-from gpact.expr import compile_expr, make_pset, parse_tree, tree_to_sympy
-from gpact.grammar import grammar_from_dict, load_grammar
-from gpact.templates import (
+from gpact.expr.trees import compile_expr, make_pset, parse_tree, tree_to_sympy
+from gpact.expr.grammar import grammar_from_dict, load_grammar
+from gpact.expr.templates import (
     bounds,
     build,
     conforms,

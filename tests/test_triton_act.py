@@ -27,11 +27,11 @@ def _run(code: str) -> str:
 def test_kernel_matches_torch_interpreter_on_every_supported_op_and_random_programs():
     out = _run("""
         import torch
-        from gpact.batched import Interpreter
-        from gpact.bench import candidate_mix
-        from gpact.grammar import load_grammar
-        from gpact.kernels.triton_act import SUPPORTED, TritonInterpreter
-        from gpact.program import ARITY, CONST, OPCODES, Instr, Program, lower
+        from gpact.train.batched import Interpreter
+        from gpact.report.bench import candidate_mix
+        from gpact.expr.grammar import load_grammar
+        from gpact.train.kernels.triton_act import SUPPORTED, TritonInterpreter
+        from gpact.train.program import ARITY, CONST, OPCODES, Instr, Program, lower
 
         progs = []
         for name in sorted(SUPPORTED - {"nop"}):
@@ -61,12 +61,12 @@ def test_kernel_matches_torch_interpreter_on_every_supported_op_and_random_progr
 
 def test_training_with_the_kernel_matches_the_torch_backend():
     out = _run("""
-        from gpact.batched import train_batched
-        from gpact.expr import formula_to_sympy
-        from gpact.grammar import load_grammar
-        from gpact.mlp import TrainConfig
-        from gpact.program import lower
-        from gpact.tasks import make_suite
+        from gpact.train.batched import train_batched
+        from gpact.expr.trees import formula_to_sympy
+        from gpact.expr.grammar import load_grammar
+        from gpact.train.mlp import TrainConfig
+        from gpact.train.program import lower
+        from gpact.train.tasks import make_suite
 
         g = load_grammar("full")
         progs = [lower(formula_to_sympy(t, g), g) for t in ["gelu(x) + 0.1*sin(x)", "relu(x)", "exp(x*60)*x"]]
@@ -86,7 +86,7 @@ def test_training_with_the_kernel_matches_the_torch_backend():
 
 
 def test_forcing_the_kernel_without_cuda_is_a_clear_error():
-    from gpact.batched import make_interpreter
+    from gpact.train.batched import make_interpreter
     from gpact.errors import ConfigError
 
     if os.environ.get("TRITON_INTERPRET") == "1":

@@ -1,0 +1,123 @@
+"""sympy -> torch: one total mapping table; anything it doesn't know is a clear error.
+
+Used to run grammar definitions, fingerprints and the reference evaluator. The result is a tree of
+closures over torch ops, built once per expression (no string eval, no recursion limit in DEAP's
+`compile`); autograd supplies gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from functools import reduce
+
+import sympy as sp
+import torch
+
+from gpact.errors import FormulaError
+from gpact.expr.symbolic import X
+
+_Value = torch.Tensor | float
+_Closure = Callable[[tuple[torch.Tensor, ...]], _Value]
+
+
+def _t(v: _Value, like: torch.Tensor) -> torch.Tensor:
+    return v if isinstance(v, torch.Tensor) else torch.full_like(like, v)
+
+
+def _heaviside(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(v > 0, 1.0, torch.where(v < 0, 0.0, 0.5)).to(v.dtype)
+
+
+UNARY: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
+    sp.exp: torch.exp,
+    sp.log: torch.log,
+    sp.sin: torch.sin,
+    sp.cos: torch.cos,
+    sp.tan: torch.tan,
+    sp.tanh: torch.tanh,
+    sp.sinh: torch.sinh,
+    sp.cosh: torch.cosh,
+    sp.asinh: torch.asinh,
+    sp.atan: torch.atan,
+    sp.erf: torch.erf,
+    sp.erfc: torch.erfc,
+    sp.Abs: torch.abs,
+    sp.sign: torch.sign,
+    sp.Heaviside: _heaviside,
+    sp.sinc: lambda v: torch.sinc(v / math.pi),  # sympy's sinc is sin(x)/x; torch's is normalised
+}
+VARIADIC: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    sp.Max: torch.maximum,
+    sp.Min: torch.minimum,
+}
+
+
+def to_torch(
+    expr: sp.Expr,
+    functions: Mapping[str, Callable[..., torch.Tensor]] | None = None,
+    variables: tuple[sp.Symbol, ...] = (X,),
+) -> Callable[..., torch.Tensor]:
+    """Compile `expr` into fn(*tensors), one tensor per symbol in `variables` (default: x alone).
+
+    `functions` supplies torch callables for opaque (named) primitives.
+    """
+    fns = dict(functions or {})
+    closure = _build(expr, fns, {v: i for i, v in enumerate(variables)})
+
+    def run(*zs: torch.Tensor) -> torch.Tensor:
+        if len(zs) != len(variables):
+            raise TypeError(f"expected {len(variables)} tensors, got {len(zs)}")
+        return _t(closure(zs), zs[0])
+
+    return run
+
+
+def _build(e: sp.Expr, fns: dict, var: dict[sp.Symbol, int]) -> _Closure:
+    if e in var:
+        i = var[e]
+        return lambda zs: zs[i]
+    if not e.free_symbols and not e.atoms(sp.core.function.AppliedUndef):
+        value = complex(e.evalf())
+        if value.imag != 0:
+            raise FormulaError(f"constant {e} is not real")
+        c = value.real
+        return lambda z: c
+    if e.is_Symbol:
+        raise FormulaError(f"unknown variable '{e}' (the input is 'x')")
+    parts = [_build(a, fns, var) for a in e.args]
+    if e.is_Add:
+        return lambda z: reduce(lambda u, v: u + v, (p(z) for p in parts))
+    if e.is_Mul:
+        return lambda z: reduce(lambda u, v: u * v, (p(z) for p in parts))
+    if e.is_Pow:
+        return _pow(e, parts)
+    func = e.func
+    if isinstance(func, sp.core.function.UndefinedFunction):
+        name = str(func)
+        if name not in fns:
+            raise FormulaError(f"no torch implementation for primitive '{name}'")
+        fn = fns[name]
+        return lambda z: fn(*(_t(p(z), z[0]) for p in parts))
+    if func in UNARY and len(parts) == 1:
+        f, (p,) = UNARY[func], parts
+        return lambda z: f(_t(p(z), z[0]))
+    if func in VARIADIC:
+        f = VARIADIC[func]
+        return lambda z: reduce(f, (_t(p(z), z[0]) for p in parts))
+    raise FormulaError(f"no torch mapping for sympy function '{func}'")
+
+
+def _pow(e: sp.Pow, parts: list[_Closure]) -> _Closure:
+    base, expo = parts
+    n = e.exp
+    if n.is_Integer and abs(int(n)) <= 8:
+        k = int(n)
+        if k >= 0:
+            return lambda z: base(z) ** k
+        return lambda z: 1.0 / (base(z) ** (-k))
+    if n == sp.Rational(1, 2):
+        return lambda z: torch.sqrt(_t(base(z), z[0]))
+    if n == sp.Rational(-1, 2):
+        return lambda z: torch.rsqrt(_t(base(z), z[0]))
+    return lambda z: torch.pow(_t(base(z), z[0]), _t(expo(z), z[0]))

@@ -1,0 +1,284 @@
+"""Export a front member: a self-contained torch module (python source), a sympy expression, or LaTeX.
+
+The torch source comes from one mapping table (sympy function -> torch source), the printing twin of
+`torchfn.UNARY`: whatever the evaluator can run, this can write, and anything else is a clear error. The
+exported expression is the one the evaluator trained (the tree's simplified form), and the generated file
+imports only torch. Named grammar primitives become small helper functions in the file: their torch
+implementation when the grammar gives one (`torch: torch.nn.functional.gelu`), else their sympy definition.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy as sp
+import torch
+
+from gpact.run import checkpoint
+from gpact.errors import FormulaError, GpactError
+from gpact.expr.trees import analyse, formula_to_sympy
+from gpact.expr.grammar import Grammar, Primitive
+from gpact.report.show import read_front
+from gpact.expr.symbolic import ARGS, X
+
+FORMATS = ("torch", "python", "sympy", "latex")
+
+# sympy function -> torch source; a "{}" template when it is not a plain call.
+TORCH_SOURCE: dict[type, str] = {
+    sp.exp: "torch.exp", sp.log: "torch.log", sp.sin: "torch.sin", sp.cos: "torch.cos", sp.tan: "torch.tan",
+    sp.tanh: "torch.tanh", sp.sinh: "torch.sinh", sp.cosh: "torch.cosh", sp.asinh: "torch.asinh",
+    sp.atan: "torch.atan", sp.erf: "torch.erf", sp.erfc: "torch.erfc", sp.Abs: "torch.abs", sp.sign: "torch.sign",
+    sp.Heaviside: "_heaviside", sp.sinc: "torch.sinc({} / 3.141592653589793)",  # sympy's sinc is unnormalised
+}  # fmt: skip
+_HEAVISIDE = '''def _heaviside(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(v > 0, 1.0, torch.where(v < 0, 0.0, 0.5)).to(v.dtype)
+'''
+
+
+class ExportError(GpactError):
+    """A front member cannot be written in the asked format."""
+
+
+@dataclass
+class Member:
+    """A front member of a run, with the expression the evaluator trained."""
+
+    rank: int
+    formula: str
+    expr: sp.Expr
+    ood_score: float | None
+    flops: float | None
+    vs_gelu: float | None
+    grammar: Grammar
+    run_dir: Path
+
+
+def front_member(run_dir: Path, rank: int) -> Member:
+    """Rank `rank` (1 = best OOD score) of the run's pareto.csv."""
+    rows = read_front(run_dir)
+    if not rows:
+        raise ExportError(f"{run_dir}: no front yet (no pareto.csv; has a generation finished?)")
+    match = [r for r in rows if r["rank"] == rank]
+    if not match:
+        raise ExportError(f"{run_dir}: no rank {rank} on the front (ranks 1 to {len(rows)})")
+    row = match[0]
+    grammar = checkpoint.run_grammar(run_dir)
+    try:
+        expr = analyse(formula_to_sympy(row["tree"], grammar), grammar).expr
+    except FormulaError as exc:
+        raise ExportError(f"{run_dir}: rank {rank}: {exc} (was the grammar extended in Python?)") from None
+    return Member(rank, row["formula"], expr, row["ood_score"], row["flops"], row["vs_gelu"], grammar, Path(run_dir))
+
+
+def export(member: Member, fmt: str, trainable: bool = False) -> str:
+    """The member as text in format `fmt` (see FORMATS); `trainable`: constants as nn.Parameters (torch)."""
+    if fmt in ("torch", "python"):
+        return torch_source(member, trainable)
+    if fmt == "sympy":
+        return sp.sstr(expand_primitives(member.expr, member.grammar)) + "\n"
+    if fmt == "latex":
+        return sp.latex(_decimals(member.expr)) + "\n"
+    raise ExportError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+
+
+def default_path(member: Member, fmt: str) -> Path:
+    suffix = {"torch": ".py", "python": ".py", "sympy": ".txt", "latex": ".tex"}[fmt]
+    return member.run_dir / "export" / f"rank{member.rank}{suffix}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# sympy / latex
+
+
+def expand_primitives(expr: sp.Expr, grammar: Grammar) -> sp.Expr:
+    """Named primitives (gelu(x)) replaced by their sympy definitions: an expression in sympy builtins only."""
+    def define(f):
+        prim = grammar.primitives.get(str(f.func))
+        if prim is None or prim.definition is None:
+            raise ExportError(f"primitive '{f.func}' has no sympy definition to export")
+        return prim.definition.xreplace(dict(zip(ARGS, f.args, strict=False)))
+
+    undefined = [f for f in expr.atoms(sp.Function) if isinstance(f.func, sp.core.function.UndefinedFunction)]
+    while undefined:
+        expr = expr.xreplace({f: define(f) for f in undefined})
+        undefined = [f for f in expr.atoms(sp.Function) if isinstance(f.func, sp.core.function.UndefinedFunction)]
+    return expr
+
+
+def _decimals(expr: sp.Expr, digits: int = 6) -> sp.Expr:
+    """0.4413*x rather than 4413*x/10000 in LaTeX."""
+    swaps = {r: sp.Float(r, digits) for r in expr.atoms(sp.Rational) if not r.is_Integer}
+    return expr.xreplace(swaps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torch source
+
+
+class _Printer:
+    """sympy -> torch source text over tensor `x`; constants become literals or `self.c<i>` parameters."""
+
+    def __init__(self, grammar: Grammar, trainable: bool, var: str = "x"):
+        self.grammar, self.trainable, self.var = grammar, trainable, var
+        self.params: list[float] = []
+        self.helpers: dict[str, str] = {}
+
+    def expr(self, e: sp.Expr) -> str:
+        if e == X or (isinstance(e, sp.Symbol) and e.name == self.var):
+            return self.var
+        if e.is_Symbol:
+            return e.name  # an argument of a helper (a, b, c)
+        if self._constant(e):
+            return self.constant(e)
+        if e.is_Add:
+            terms = [self.expr(a) for a in sp.Add.make_args(e)]
+            return " + ".join(terms).replace("+ -", "- ")
+        if e.is_Mul:
+            return self._mul(e)
+        if e.is_Pow:
+            return self._pow(e)
+        func = e.func
+        args = e.args
+        if isinstance(func, sp.core.function.UndefinedFunction):
+            name = self.helper(str(func))
+            return f"{name}({', '.join(self.tensor(a) for a in args)})"
+        if func in (sp.Max, sp.Min):
+            return self._maxmin(e)
+        if func in TORCH_SOURCE and len(args) == 1:
+            src = TORCH_SOURCE[func]
+            if func is sp.Heaviside:
+                self.helpers["_heaviside"] = _HEAVISIDE
+            inner = self.expr(args[0])
+            return src.format(inner) if "{}" in src else f"{src}({inner})"
+        raise ExportError(f"no torch source for sympy function '{func}'")
+
+    def _constant(self, e: sp.Expr) -> bool:
+        return not e.free_symbols and not e.atoms(sp.core.function.AppliedUndef)
+
+    def constant(self, e: sp.Expr, structural: bool = False) -> str:
+        value = complex(e.evalf(17))
+        if value.imag != 0:
+            raise ExportError(f"constant {e} is not real")
+        v = value.real
+        if self.trainable and not structural and v not in (0.0, 1.0, -1.0):
+            self.params.append(v)
+            return f"self.c{len(self.params) - 1}"
+        return repr(v)
+
+    def tensor(self, e: sp.Expr) -> str:
+        """An argument that must be a tensor (of a helper): constants are broadcast like `x`."""
+        if self._constant(e):
+            return f"torch.full_like({self.var}, {self.constant(e)})"
+        return self.expr(e)
+
+    def _mul(self, e: sp.Mul) -> str:
+        coeff, rest = e.as_coeff_Mul()
+        factors = [self._factor(f) for f in sp.Mul.make_args(rest)]
+        body = " * ".join(factors)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return f"-{body}"
+        return f"{self.constant(coeff)} * {body}"
+
+    def _factor(self, f: sp.Expr) -> str:
+        text = self.expr(f)
+        return f"({text})" if f.is_Add or text.startswith("-") else text
+
+    def _pow(self, e: sp.Pow) -> str:
+        base, n = e.args
+        b = self._factor(base) if not (base.is_Pow or base.is_Mul) else f"({self.expr(base)})"
+        if n.is_Integer and abs(int(n)) <= 8:
+            k = int(n)
+            return f"{b} ** {k}" if k >= 0 else f"1.0 / {b} ** {-k}"
+        if n == sp.Rational(1, 2):
+            return f"torch.sqrt({self.expr(base)})"
+        if n == sp.Rational(-1, 2):
+            return f"torch.rsqrt({self.expr(base)})"
+        exponent = self.expr(n) if not self._constant(n) else self.constant(n)
+        return f"torch.pow({self.tensor(base) if self._constant(base) else self.expr(base)}, {exponent})"
+
+    def _maxmin(self, e: sp.Expr) -> str:
+        """torch.clamp against a literal constant (it needs no tensor); torch.maximum/minimum otherwise."""
+        fn, bound = ("torch.maximum", "min") if e.func is sp.Max else ("torch.minimum", "max")
+        tensors = [a for a in e.args if not self._constant(a)]
+        consts = [a for a in e.args if self._constant(a)]
+        text = self.expr(tensors[0])
+        for a in tensors[1:]:
+            text = f"{fn}({text}, {self.expr(a)})"
+        for c in consts:
+            value = self.constant(c)
+            text = f"{fn}({text}, {value})" if value.startswith("self.") else f"torch.clamp({text}, {bound}={value})"
+        return text
+
+    def helper(self, name: str) -> str:
+        """A named primitive as a function in the file: its torch callable, else its sympy definition."""
+        if name in self.helpers:
+            return name
+        prim = self.grammar.primitives.get(name)
+        if prim is None:
+            raise ExportError(f"unknown primitive '{name}'")
+        params = ", ".join(f"{a.name}: torch.Tensor" for a in ARGS[:prim.arity])
+        path = _torch_path(prim) if prim.source == "torch" else None
+        if path is not None:
+            body = f"return {path}({', '.join(a.name for a in ARGS[:prim.arity])})"
+            note = f"grammar primitive '{name}' (torch: {path})"
+        elif prim.definition is not None:
+            inner = _Printer(self.grammar, trainable=False, var="a")
+            body = f"return {inner.expr(prim.definition)}"
+            self.helpers.update({k: v for k, v in inner.helpers.items() if k not in self.helpers})
+            note = f"grammar primitive '{name}': {prim.definition}"
+            if prim.source == "import":
+                note += " (its sympy definition; the search ran an imported function)"
+        else:
+            raise ExportError(f"primitive '{name}' is an imported Python function without a sympy definition; "
+                              "it cannot be written as a self-contained module")
+        self.helpers[name] = (f"def {name}({params}) -> torch.Tensor:\n    \"\"\"{note}\"\"\"\n    {body}\n")
+        return name
+
+
+def _torch_path(prim: Primitive) -> str | None:
+    """The dotted torch name of a primitive's callable (torch.relu, torch.nn.functional.gelu), if it has one."""
+    with warnings.catch_warnings():  # some torch attributes warn when touched
+        warnings.simplefilter("ignore")
+        for prefix, module in (("torch", torch), ("torch.nn.functional", torch.nn.functional),
+                               ("torch.special", torch.special)):
+            for attr in dir(module):
+                if not attr.startswith("_") and getattr(module, attr, None) is prim.fn:
+                    return f"{prefix}.{attr}"
+    return None
+
+
+def torch_source(member: Member, trainable: bool = False) -> str:
+    """A python file that imports only torch: `activation(x)` (when no constant is trainable) and `Activation`."""
+    p = _Printer(member.grammar, trainable)
+    body = p.expr(member.expr)
+    score = "" if member.ood_score is None else f"OOD score {member.ood_score:.6g}"
+    if member.vs_gelu is not None:
+        score += f" ({member.vs_gelu:.3g} x GELU's)"
+    flops = "" if member.flops is None else f", {member.flops:g} FLOPs per element"
+    init = ["        super().__init__()"]
+    init += [f"        self.c{i} = nn.Parameter(torch.tensor({v!r}))" for i, v in enumerate(p.params)]
+    parts = [
+        f'"""Activation exported by gpact: run {member.run_dir}, front rank {member.rank}.\n\n'
+        f"    {member.formula}\n\n{score}{flops}. Self-contained: imports only torch.\n"
+        + ("Constants are trainable nn.Parameters (c0, c1, ...), initialised to the values found.\n" if p.params
+           else "") + '"""',
+        "import torch\nfrom torch import nn",
+        *p.helpers.values(),
+    ]
+    if not p.params:
+        parts.append(f"def activation(x: torch.Tensor) -> torch.Tensor:\n"
+                     f"    \"\"\"{member.formula}\"\"\"\n    return {body}\n")
+    parts.append(
+        "class Activation(nn.Module):\n"
+        f"    \"\"\"{member.formula}\"\"\"\n\n"
+        "    def __init__(self) -> None:\n" + "\n".join(init) + "\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+        f"        return {body}\n"
+    )
+    head, *rest = (part.rstrip("\n") for part in parts)
+    return head + "\n\n" + "\n\n\n".join(rest) + "\n"
+

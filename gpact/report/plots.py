@@ -1,0 +1,210 @@
+"""Plots of a run, as PNG files in its folder: the Pareto front, and the front's activation curves.
+
+matplotlib is imported here only, with the Agg backend (no display needed), so runs that never plot do not
+pay for it. Everything is read from the run folder, so `gpact show` can draw the plots of any run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gpact.train import baselines
+
+from gpact.run import checkpoint
+
+from gpact.run import rundir
+from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
+from gpact.expr.grammar import Grammar, load_grammar
+from gpact.report.show import PLOTS, read_front
+
+PARETO_PNG, CURVES_PNG = PLOTS
+X_RANGE = (-5.0, 5.0)
+MAX_CURVES = 6  # more lines than this are hard to tell apart
+REFERENCE_STYLE = {"gelu": ("black", "--"), "relu": ("dimgray", ":")}
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def write_plots(run_dir: Path, only_missing: bool = False, grammar: Grammar | None = None) -> list[Path]:
+    """Draw pareto.png and curves.png for a run that has a front; returns their paths.
+
+    `grammar`: the run's, when it was extended in Python (the folder's copy lacks those primitives).
+    """
+    run_dir = Path(run_dir)
+    rows = read_front(run_dir)
+    paths = [run_dir / PARETO_PNG, run_dir / CURVES_PNG]
+    if not rows or (only_missing and all(p.exists() for p in paths)):
+        return [p for p in paths if p.exists()]
+    title = run_dir.name
+    plot_pareto(paths[0], rows, _cloud(run_dir), _references(run_dir), title)
+    grammar = grammar or checkpoint.run_grammar(run_dir)
+    members = [(f"#{r['rank']}  {_short(r['formula'])}", _activation(r["tree"], grammar))
+               for r in rows[:MAX_CURVES]]
+    refs = [(name, _activation(baselines.get(name).formula, load_grammar(baselines.BASELINE_GRAMMAR)))
+            for name in REFERENCE_STYLE]
+    plot_curves(paths[1], members, refs, title + (f" (best {MAX_CURVES} of {len(rows)})" if len(rows) > MAX_CURVES
+                                                  else ""))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------
+# drawing
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pareto(path: Path, rows: list[dict], cloud: list[tuple[float, float]],
+                references: dict[str, tuple[float, float]], title: str = "") -> None:
+    """OOD score (log scale) against FLOPs: every evaluated function, the front as a staircase, references."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    if cloud:
+        cx, cy = zip(*cloud, strict=True)
+        ax.scatter(cx, cy, s=14, color="#b8c4d6", alpha=0.7, label=f"evaluated ({len(cloud)})", zorder=1)
+    fx = [r["flops"] for r in rows]
+    fy = [r["ood_score"] for r in rows]
+    order = np.argsort(fx)
+    ax.step(np.array(fx)[order], np.array(fy)[order], where="post", color="#d62728", lw=1.5, zorder=2)
+    ax.scatter(fx, fy, s=40, color="#d62728", edgecolor="white", lw=0.8, label=f"Pareto front ({len(rows)})",
+               zorder=3)
+    for r in rows[:10]:
+        ax.annotate(f"#{r['rank']}", (r["flops"], r["ood_score"]), textcoords="offset points", xytext=(5, 5),
+                    fontsize=9, color="#8b0000")
+    markers = iter(["*", "D", "s", "^"])
+    for name, (flops, score) in references.items():
+        ax.scatter([flops], [score], marker=next(markers, "o"), s=150 if name == "gelu" else 70, color="black",
+                   facecolor="none" if name != "gelu" else "black", lw=1.5, zorder=4, label=f"{name} (baseline)")
+        ax.annotate(name, (flops, score), textcoords="offset points", xytext=(8, -12), fontsize=9)
+        ax.axhline(score, color="black", lw=0.6, ls=":", zorder=0)
+    ax.set_yscale("log")
+    plain = _plain_formatter()
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.set_xlabel("FLOPs per element")
+    ax.set_ylabel("OOD score (lower is better)")
+    ax.set_title(f"Pareto front: {title}" if title else "Pareto front")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_curves(path: Path, members: list[tuple[str, Fn]], references: list[tuple[str, Fn]],
+                title: str = "") -> None:
+    """f(x) and f'(x) over [-5, 5] for the front's members, next to the reference activations."""
+    plt = _pyplot()
+    x = torch.linspace(*X_RANGE, 801, dtype=torch.float64)
+    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(13, 6), dpi=110)
+    colors = plt.get_cmap("tab10").colors
+    values, slopes, ref_values, ref_slopes = [], [], [], []
+    for i, (label, fn) in enumerate(members):
+        y, dy = _value_and_slope(fn, x)
+        ax_f.plot(x, y, color=colors[i % len(colors)], lw=2.2, label=label, zorder=2)
+        ax_d.plot(x, dy, color=colors[i % len(colors)], lw=2.2, zorder=2)
+        values.append(y)
+        slopes.append(dy)
+    for name, fn in references:  # drawn last, thin and dashed: visible even where a member coincides
+        y, dy = _value_and_slope(fn, x)
+        color, ls = REFERENCE_STYLE.get(name, ("gray", "--"))
+        for ax, v in ((ax_f, y), (ax_d, dy)):
+            ax.plot(x, v, color=color, ls=ls, lw=1.4, label=f"{name} (baseline)", zorder=3)
+        ref_values.append(y)
+        ref_slopes.append(dy)
+    ax_f.set_ylim(*_limits(values, ref_values))
+    ax_d.set_ylim(*_limits(slopes, ref_slopes))
+    for ax, what in ((ax_f, "f(x)"), (ax_d, "f'(x)")):
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.axvline(0, color="gray", lw=0.5)
+        ax.set_xlim(*X_RANGE)
+        ax.set_xlabel("x")
+        ax.set_title(what)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(f"Activations on the front: {title}" if title else "Activations on the front")
+    handles, labels = ax_f.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    rows = math.ceil(len(labels) / 2)
+    fig.tight_layout(rect=(0, 0.035 * rows + 0.02, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plain_formatter():
+    """Tick labels as plain numbers (12, 0.05), not 1.2x10^1: a log axis spanning less than a decade
+    otherwise labels its minor ticks in scientific notation."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda v, _: f"{v:.3g}")
+
+
+def _value_and_slope(fn: Fn, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    xg = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        y = fn(xg)
+        (dy,) = torch.autograd.grad(y.sum(), xg, allow_unused=True)
+    dy = torch.zeros_like(x) if dy is None else dy
+    return y.detach().numpy(), dy.detach().numpy()
+
+
+def _limits(curves: list[np.ndarray], references: list[np.ndarray]) -> tuple[float, float]:
+    """A y range that shows every curve, but never more than one reference span beyond the references.
+
+    The plot is for comparing with gelu and relu: a fast-growing member (x**3 reaches 125) would otherwise
+    flatten every other line; it leaves the frame instead, which shows it is steep.
+    """
+    def finite(cs):
+        v = np.concatenate([c[np.isfinite(c)] for c in cs]) if cs else np.zeros(0)
+        return v if v.size else np.zeros(1)
+
+    ref, every = finite(references), finite(curves + references)
+    span = max(float(ref.max() - ref.min()), 1.0)
+    lo = max(float(every.min()), float(ref.min()) - span)
+    hi = min(float(every.max()), float(ref.max()) + span)
+    pad = 0.06 * max(hi - lo, 1e-3)
+    return lo - pad, hi + pad
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data from the run folder
+
+
+def _activation(text: str, grammar: Grammar) -> Fn:
+    """The function the evaluator trained: the tree's simplified form, compiled to torch."""
+    return compile_expr(analyse(formula_to_sympy(text, grammar), grammar).expr, grammar)
+
+
+def _cloud(run_dir: Path) -> list[tuple[float, float]]:
+    """(FLOPs, OOD score) of every function the run trained and scored (failures left out)."""
+    from gpact.train.fitness import WORST
+
+    rows = rundir.read_jsonl(run_dir / rundir.CANDIDATES)
+    return [(r["flops"], r["ood_score"]) for r in rows if r.get("ood_score", WORST) < WORST]
+
+
+def _references(run_dir: Path) -> dict[str, tuple[float, float]]:
+    """{"gelu": (FLOPs, OOD score), ...} of the baselines the run scored on its own tasks."""
+    path = run_dir / rundir.SUMMARY
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    scores, flops = summary.get("references", {}), summary.get("reference_flops", {})
+    if not flops:  # older summaries and interrupted runs: the checkpoint has the records
+        ckpt = checkpoint.load(run_dir)
+        refs = ckpt.references if ckpt else {}
+        scores = {k: r.ood_score for k, r in refs.items()}
+        flops = {k: r.flops for k, r in refs.items()}
+    return {k.removesuffix("(x)"): (flops[k], scores[k]) for k in scores if k in flops}
+
+
+def _short(formula: str, n: int = 48) -> str:
+    return formula if len(formula) <= n else formula[: n - 1] + "…"

@@ -1,0 +1,233 @@
+"""A whole run: load the grammar and tasks, search generation by generation, write the run folder.
+
+`run` is what `gpact run` calls; it is usable from Python as it is. Files land in `runs/<id>/` as the
+run goes (candidates and per-generation log appended, the front and a checkpoint rewritten atomically after
+every generation), so a run that dies still leaves what it found, and `run(..., resume=folder)` continues
+it with the same result as if it had never stopped (docs/runs.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gpact.run import checkpoint
+
+from gpact.run import rundir
+from gpact.backends.pools import Backend, make_backend
+from gpact.config import RunConfig
+from gpact.errors import ConfigError
+from gpact.expr.grammar import Grammar, load_grammar
+from gpact.search.llm import LLMOperator
+from gpact.run.progress import Display
+from gpact.report.tables import front_rows, table, to_csv
+from gpact.search.gp import Record, Search, State, pareto_front, score_formulas
+from gpact.run.stopping import Abandoned, Stopper
+from gpact.train.tasks import make_suite
+
+REFERENCES = ("gelu(x)", "relu(x)")
+REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
+LLM_LOG = "llm_calls.jsonl"
+LLM_CACHE = ".llm_cache"  # under the runs folder, shared by its runs
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    front: list[Record]
+    rows: list[dict]
+    references: dict[str, Record]
+    state: State
+    stopped_by: str = "generations"  # or "time limit", "max evals", "SIGINT", "SIGTERM"
+    exit_code: int = 0  # 130 after SIGINT, 143 after SIGTERM (the checkpoint and front are written)
+
+
+def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Grammar | None = None,
+        resume: str | Path | None = None, live: bool | None = None) -> RunResult:
+    """Run a search; `grammar` overrides `cfg.grammar` (e.g. one extended with `add_primitive`).
+
+    `resume`: a run folder to continue from its checkpoint (`cfg` None: its saved config; otherwise `cfg` may
+    differ only in checkpoint.RESUMABLE keys). `live`: rich progress bars (default: when stdout is a terminal).
+    SIGINT/SIGTERM stop the run at a checkpoint (see gpact.run.stopping); the result's exit_code says so.
+    """
+    ckpt = None
+    if resume is not None:
+        out = Path(resume)
+        saved = checkpoint.saved_config(out)
+        cfg = checkpoint.resume_config(out, {} if cfg is None else _overrides(cfg))
+        checkpoint.check_compatible(saved, cfg, out)
+        ckpt = checkpoint.load(out)
+        grammar = grammar or checkpoint.run_grammar(out, cfg.grammar, ckpt.grammar_name if ckpt else None)
+    elif cfg is None:
+        raise ConfigError("run needs a RunConfig, or a run folder to resume")
+    grammar = grammar or load_grammar(cfg.grammar)
+    backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address, cfg.chunk_timeout, cfg.device, cfg.seed)
+    backend.check(grammar)  # process/ray refuse a grammar their workers cannot rebuild, before any folder exists
+    tasks = make_suite(cfg.tasks, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
+    if resume is None:
+        out = rundir.new_run_dir(cfg, grammar.name)
+        if Path(grammar.path).is_file():
+            shutil.copyfile(grammar.path, out / rundir.GRAMMAR_COPY)
+    rundir.write_json(out / rundir.CONFIG, cfg.to_dict())
+    checkpoint.truncate_logs(out, ckpt.generation if ckpt else 0)  # rows of a generation lost in a crash
+    started = ckpt.started if ckpt else time.strftime("%Y-%m-%dT%H:%M:%S")
+    display = Display(cfg, echo, live)
+    echo = display.echo
+    stopper = Stopper(cfg)
+    stopper.install()  # from here on, the finally below stops the backend's workers (started on first use)
+    state, refs = State(), {}
+    try:
+        echo(f"gpact: run {out}  grammar {grammar.name} ({len(grammar.primitives)} primitives)  "
+             f"tasks {len(tasks)} x {cfg.train_seeds} seeds  population {cfg.mu}  generations {cfg.generations}  "
+             f"device {_device_name(cfg.device)}")
+        if cfg.backend != "serial":
+            echo(f"backend {backend.describe()}")
+        search = Search(cfg, grammar, tasks, backend=backend)
+        if cfg.llm.enabled:  # its own random stream; answers cached across runs, so a re-run replays them
+            search.llm = LLMOperator(cfg.llm, grammar, search.pset, out / LLM_LOG, random.Random(cfg.seed),
+                                     cache_dir=Path(cfg.out_dir) / LLM_CACHE)
+            echo(f"llm: {cfg.llm.model} at {cfg.llm.base_url}  crossover rate {cfg.llm.rate}  "
+                 f"mutation rate {cfg.llm.mutation_rate}  max calls {cfg.llm.max_calls}")
+        if ckpt is not None:
+            state, refs, rng = ckpt.state, ckpt.references, ckpt.rng
+            pop = checkpoint.restore_population(search, ckpt)
+            checkpoint.restore_llm(search.llm, ckpt)
+            display.resumed(state)
+            echo(f"resumed at generation {state.generation} ({state.evaluations} functions trained so far; "
+                 f"checkpoint of {ckpt.written})")
+        else:
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)
+            torch.manual_seed(cfg.seed)
+            pop = search.start(state)
+            rng = checkpoint.rng_state()
+            refs = {r.tree: r for r in score_formulas(list(REFERENCES), load_grammar(REFERENCE_GRAMMAR), tasks, cfg,
+                                                      backend)}
+        gelu = refs.get("gelu(x)")
+        echo("references: " + "  ".join(f"{k} {v.ood_score:.4g}" for k, v in refs.items()))
+
+        while not (stopped_by := stopper.reason(state)):
+            checkpoint.set_rng_state(rng)  # see gpact.run.checkpoint: nothing between generations shifts them
+            display.generation_started(state.generation)
+            seen = set(state.records)
+            pop, stats = search.step(pop, state, progress=display.evaluated)
+            rng = checkpoint.rng_state()
+            with stopper.critical():  # logs first, the checkpoint last: it is the commit point
+                new = [r for k, r in state.records.items() if k not in seen]
+                rundir.append_jsonl(out / rundir.CANDIDATES, [dataclasses.asdict(r) for r in new])
+                rundir.append_jsonl(out / rundir.GENERATIONS, [dataclasses.asdict(stats)])
+                front = pareto_front(state.records.values())
+                rundir.write_text(out / rundir.PARETO, to_csv(front_rows(front, gelu)))
+                checkpoint.save(out, cfg, grammar.name, state, pop, refs, rng, search.llm, started)
+            display.generation_done(stats, state, search.llm.progress() if search.llm is not None else "")
+        display.close()
+        if stopper.signum is not None:
+            return _interrupted(out, cfg, grammar, state, refs, started, stopper, echo)
+        return _finish(out, cfg, grammar, search, state, refs, started, stopped_by, echo, backend)
+    except Abandoned:
+        display.close()
+        ckpt = checkpoint.load(out)  # the last complete generation; the abandoned one left only log rows
+        state, refs = (ckpt.state, ckpt.references) if ckpt is not None else (State(), refs)
+        return _interrupted(out, cfg, grammar, state, refs, started, stopper, echo)
+    finally:
+        display.close()
+        stopper.uninstall()
+        backend.close()
+
+
+def _finish(out: Path, cfg: RunConfig, grammar: Grammar, search: Search, state: State, refs: dict[str, Record],
+            started: str, stopped_by: str, echo: Callable[[str], None], backend: Backend) -> RunResult:
+    """The end of a run that stopped by its own criteria: holdout scores, final front, summary, plots."""
+    gelu = refs.get("gelu(x)")
+    front = pareto_front(state.records.values())
+    if search.llm is not None:
+        search.llm.close()
+        echo(f"{search.llm.progress(total=True)}  (all generations; log {out / LLM_LOG})")
+    holdout, holdout_gelu = _holdout(cfg, grammar, front, backend)
+    if backend.faults:
+        echo(f"backend: {len(backend.faults)} chunk attempts failed (each chunk re-run once, then scored worst); "
+             f"first: {backend.faults[0]}")
+    rows = front_rows(front, gelu, holdout, holdout_gelu)
+    rundir.write_text(out / rundir.PARETO, to_csv(rows))
+    status = "complete" if stopped_by == "generations" else f"stopped: {stopped_by}"
+    _summary(out, cfg, grammar, state, refs, rows, started, status)
+    plot_paths = _plots(out, grammar, echo)
+    echo(table(rows))
+    if stopped_by != "generations":
+        echo(f"stopped by {stopped_by} after generation {state.generation - 1}/{cfg.generations}; "
+             f"continue with: gpact run --resume {out}")
+    echo(f"written: {out}/{rundir.PARETO}, {rundir.CANDIDATES}, {rundir.CONFIG}, {checkpoint.FILE}"
+         + "".join(f", {p.name}" for p in plot_paths))
+    return RunResult(out, front, rows, refs, state, stopped_by)
+
+
+def _interrupted(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: dict[str, Record], started: str,
+                 stopper: Stopper, echo: Callable[[str], None]) -> RunResult:
+    """A signal stopped the run: the checkpoint and front on disk are the last complete generation's."""
+    name = signal.Signals(stopper.signum).name
+    front = pareto_front(state.records.values())
+    rows = front_rows(front, refs.get("gelu(x)"))
+    if state.generation:
+        rundir.write_text(out / rundir.PARETO, to_csv(rows))
+    _summary(out, cfg, grammar, state, refs, rows, started, f"interrupted: {name}")
+    done = f"after generation {state.generation - 1}/{cfg.generations}" if state.generation else "in generation 0"
+    echo(f"gpact: stopped by {name} {done}; checkpoint {out / checkpoint.FILE}, front {out / rundir.PARETO}"
+         if state.generation else f"gpact: stopped by {name} {done}; no checkpoint yet (the run will start over)")
+    echo(f"continue with: gpact run --resume {out}")
+    return RunResult(out, front, rows, refs, state, name, stopper.exit_code)
+
+
+def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: dict[str, Record], rows: list[dict],
+             started: str, status: str) -> None:
+    rundir.write_json(out / rundir.SUMMARY, {
+        "grammar": grammar.name, "generations": state.generation - 1, "evaluations": state.evaluations,
+        "cache_hits": state.cache_hits, "elapsed_s": round(state.elapsed, 2),
+        "references": {k: v.ood_score for k, v in refs.items()},
+        "reference_flops": {k: v.flops for k, v in refs.items()},
+        "best": rows[0]["formula"] if rows else None, "best_ood_score": rows[0]["ood_score"] if rows else None,
+        "status": status, "generations_target": cfg.generations, "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+
+
+def _plots(out: Path, grammar: Grammar, echo: Callable[[str], None]) -> list[Path]:
+    """Plots are a convenience: a failure to draw them is reported, never fatal to a finished run."""
+    from gpact.report.plots import write_plots
+
+    try:
+        return write_plots(out, grammar=grammar)
+    except Exception as exc:  # matplotlib or an exotic primitive; the run's data is already written
+        echo(f"plots: not written ({type(exc).__name__}: {exc})")
+        return []
+
+
+def _overrides(cfg: RunConfig) -> dict:
+    """A full config as dotted overrides, for `resume_config` (so `check_compatible` sees every key)."""
+    return checkpoint.flat(json.loads(json.dumps(cfg.to_dict())))
+
+
+def _holdout(cfg: RunConfig, grammar: Grammar, front: list[Record], backend: Backend | None = None
+             ) -> tuple[dict[str, float], float | None]:
+    """Score the final front on tasks never used for selection (DESIGN §5), with GELU for scale."""
+    if not cfg.holdout or not front:
+        return {}, None
+    tasks = make_suite(cfg.holdout, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
+    recs = score_formulas([r.tree for r in front], grammar, tasks, cfg, backend)
+    (gelu,) = score_formulas(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
+    return {r.key: h.ood_score for r, h in zip(front, recs, strict=True)}, gelu.ood_score
+
+
+def _device_name(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

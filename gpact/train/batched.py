@@ -1,0 +1,665 @@
+"""Population-batched evaluator: every (candidate, task, seed) network of a generation trains at once.
+
+One candidate at a time, the time goes to Python and kernel launches, not arithmetic (DESIGN.md §4).
+Here the networks of a whole chunk of candidates are stacked:
+
+- Parameters live in one flat buffer per chunk, each layer a contiguous [P, fan_in, fan_out] view, so
+  a layer is one `baddbmm` for all P networks and Adam is a handful of elementwise ops on the buffer.
+- Forward and backward are written out by hand (no autograd graph to build every step). The
+  activation comes from `Interpreter`, which runs every candidate's `gpact.train.program` Program and yields
+  value and derivative together (dual numbers), so the backward pass through it is one multiply.
+- The interpreter groups candidates by (instruction slot, op), once per chunk: the kernels per step are
+  bounded by program length x op set, whatever the formulas are, and nothing is compiled per generation.
+- No operation mixes networks: losses, gradients and updates are per network. A network whose loss
+  turns non-finite or exceeds `clip_loss` is marked failed (on the device, no host sync) and scored
+  worst, exactly as the reference evaluator would, and the other networks' numbers are the same as in a
+  batch without it.
+
+Initial weights come from `gpact.train.mlp.init_params`, as in the reference evaluator, and Adam follows
+torch.optim.Adam's arithmetic, so the two evaluators agree to float32 rounding (tests/test_batched.py
+states the tolerance). A formula the program lowering cannot express runs on the reference evaluator.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import sympy as sp
+import torch
+import torch.nn.functional as F
+
+from gpact.errors import ConfigError
+from gpact.train.fitness import Fitness, aggregate, evaluate_reference
+from gpact.expr.grammar import Grammar
+from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig, init_params, layer_sizes
+from gpact.train.program import ARITY, CONST, MAX_REGS, OPCODES, OPS, X_REG, Program, ProgramError, lower_all
+from gpact.train.reference import WORST, TrainResult
+from gpact.train.tasks import Task
+
+Progress = Callable[[int, int], None]
+KERNELS = ("auto", "loop", "torch", "triton")
+
+# ---------------------------------------------------------------------------------------------------------
+# One op on dual numbers. `a`, `b` are values ([g, M] tensors, or [g, 1] immediates); `da`, `db` their
+# derivatives, None meaning zero (a constant). Derivatives follow torch autograd's rules for the same op,
+# including the value at kinks (relu'(0) = 0, |x|'(0) = 0, max ties split evenly).
+
+_SQRT_2_OVER_PI = 2.0 / math.sqrt(math.pi)
+_Dual = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def _times(f: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor | None:
+    return None if d is None else f * d
+
+
+def _plus(d1: torch.Tensor | None, d2: torch.Tensor | None, sub: bool = False) -> torch.Tensor | None:
+    if d2 is None:
+        return d1
+    if d1 is None:
+        return -d2 if sub else d2
+    return d1 - d2 if sub else d1 + d2
+
+
+def _unary(name: str, a: torch.Tensor, da: torch.Tensor | None, c: torch.Tensor, deriv: bool) -> _Dual:
+    """Value and (if `deriv`) derivative of a unary op; `c` is the immediate (powi's exponent)."""
+    if name == "copy":
+        return a, da
+    if name == "neg":
+        return -a, None if da is None else -da
+    if name == "abs":
+        return a.abs(), _times(a.sign(), da) if deriv else None
+    if name in ("sign", "heaviside"):
+        v = a.sign() if name == "sign" else torch.where(a > 0, 1.0, torch.where(a < 0, 0.0, 0.5)).to(a.dtype)
+        return v, None
+    if name == "powi":
+        k = int(c.reshape(-1)[0])  # groups are split by exponent, so one k per call
+        v = a**k
+        return v, _times(k * a ** (k - 1) if k > 1 else torch.ones_like(a), da) if deriv else None
+    v = _UNARY_VALUE[name](a)
+    if not deriv or da is None:
+        return v, None
+    if name in _FUSED_CHAIN:  # autograd's own backward kernel: one pass, the reference's exact numbers
+        return v, _FUSED_CHAIN[name](da.expand_as(a), a, v)
+    return v, _UNARY_SLOPE[name](a, v) * da
+
+
+_aten = torch.ops.aten
+# op -> (da, a, value) -> da * op'(a), as torch autograd computes it for the same op
+_FUSED_CHAIN: dict[str, Callable] = {
+    "gelu": lambda da, a, v: _aten.gelu_backward(da, a),
+    "silu": lambda da, a, v: _aten.silu_backward(da, a),
+    "sigmoid": lambda da, a, v: _aten.sigmoid_backward(da, v),
+    "tanh": lambda da, a, v: _aten.tanh_backward(da, v),
+    "softplus": lambda da, a, v: _aten.softplus_backward(da, a, 1.0, 20.0),
+    "relu": lambda da, a, v: _aten.threshold_backward(da, v, 0),
+}
+
+
+_UNARY_VALUE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "recip": torch.reciprocal,
+    "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh, "sinh": torch.sinh,
+    "cosh": torch.cosh, "asinh": torch.asinh, "atan": torch.atan, "erf": torch.erf, "erfc": torch.erfc,
+    "sigmoid": torch.sigmoid, "silu": F.silu, "gelu": F.gelu, "softplus": F.softplus, "relu": torch.relu,
+    "sinc": torch.sinc,
+}  # fmt: skip
+
+
+def _sinc_slope(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    safe = torch.where(a == 0, 1.0, a).to(a.dtype)
+    return torch.where(a == 0, 0.0, (torch.cos(math.pi * a) - v) / safe).to(a.dtype)
+
+
+# d value / d a, given a and the value v (gelu, silu, sigmoid, tanh, softplus, relu: _FUSED_CHAIN)
+_UNARY_SLOPE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "exp": lambda a, v: v,
+    "log": lambda a, v: 1 / a,
+    "sqrt": lambda a, v: 0.5 / v,
+    "rsqrt": lambda a, v: -0.5 * v * v * v,
+    "recip": lambda a, v: -(v * v),
+    "sin": lambda a, v: torch.cos(a),
+    "cos": lambda a, v: -torch.sin(a),
+    "tan": lambda a, v: 1 + v * v,
+    "sinh": lambda a, v: torch.cosh(a),
+    "cosh": lambda a, v: torch.sinh(a),
+    "asinh": lambda a, v: torch.rsqrt(a * a + 1),
+    "atan": lambda a, v: 1 / (a * a + 1),
+    "erf": lambda a, v: _SQRT_2_OVER_PI * torch.exp(-a * a),
+    "erfc": lambda a, v: -_SQRT_2_OVER_PI * torch.exp(-a * a),
+    "sinc": _sinc_slope,
+}
+
+
+def _binary(name: str, a: torch.Tensor, da, b: torch.Tensor, db, deriv: bool) -> _Dual:
+    if name == "add":
+        return a + b, _plus(da, db) if deriv else None
+    if name == "sub":
+        return a - b, _plus(da, db, sub=True) if deriv else None
+    if name == "mul":
+        return a * b, _plus(_times(b, da), _times(a, db)) if deriv else None
+    if name == "div":
+        v = a / b
+        return v, _plus(None if da is None else da / b, _times(v / b, db), sub=True) if deriv else None
+    if name in ("max", "min"):
+        v = torch.maximum(a, b) if name == "max" else torch.minimum(a, b)
+        if not deriv or (da is None and db is None):
+            return v, None
+        zero = torch.zeros((), dtype=v.dtype, device=v.device)
+        da_, db_ = (zero if da is None else da), (zero if db is None else db)
+        first = a > b if name == "max" else a < b
+        second = a < b if name == "max" else a > b
+        return v, torch.where(first, da_, torch.where(second, db_, (da_ + db_) * 0.5))
+    if name == "pow":
+        v = torch.pow(a, b)
+        if not deriv:
+            return v, None
+        d_a = None if da is None else torch.where(b == 0, 0.0, b * torch.pow(a, b - 1)).to(v.dtype) * da
+        d_b = None if db is None else torch.where((a == 0) & (b >= 0), 0.0, v * torch.log(a)).to(v.dtype) * db
+        return v, _plus(d_a, d_b)
+    raise ValueError(f"unknown binary op {name}")
+
+
+def apply_op(op: int, a: torch.Tensor, da=None, b: torch.Tensor | None = None, db=None,
+             c: float | torch.Tensor = 0.0, deriv: bool = True) -> _Dual:
+    """One base op on dual numbers (the torch backend's rule; the Triton kernel must agree with it)."""
+    name, arity = OPS[op]
+    c = c if isinstance(c, torch.Tensor) else torch.tensor([[c]], dtype=a.dtype, device=a.device)
+    if name == "const":
+        return c.expand_as(a), None
+    if arity == 1:
+        return _unary(name, a, da, c, deriv)
+    return _binary(name, a, da, b, db, deriv)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The interpreter
+
+
+Rows = torch.Tensor | slice  # register rows: an index tensor, or a slice when they are consecutive
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The candidates that run the same op at the same instruction slot."""
+
+    op: int
+    n: int  # candidates in the group
+    dst: Rows  # flat register rows (reg * C + candidate) written
+    a: Rows | None  # flat register rows read, or None for the immediate
+    b: Rows | None
+    c: torch.Tensor  # [n, 1] immediates
+
+
+def _read(regs: torch.Tensor, rows: Rows) -> torch.Tensor:
+    return regs[rows] if isinstance(rows, slice) else regs.index_select(0, rows)
+
+
+def _write(regs: torch.Tensor, rows: Rows, value: torch.Tensor) -> None:
+    if isinstance(rows, slice):
+        regs[rows] = value
+    else:
+        regs.index_copy_(0, rows, value.expand(len(rows), regs.shape[1]))
+
+
+class Interpreter:
+    """Runs C programs, one per candidate, on a [C, M] input; returns value and derivative, [C, M] each.
+
+    The register file is a [(regs + 1) * C, M] buffer (row reg * C + c), reused across calls; register 0
+    holds the input with derivative 1. Every instruction of every program becomes one row of a group;
+    a group is one gather, one op, one scatter (views instead, where its rows are consecutive: always
+    for a group of one, common when formulas differ).
+    """
+
+    def __init__(self, programs: Sequence[Program], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.C = len(programs)
+        self.n_regs = max([p.n_regs for p in programs] + [0])
+        self.device, self.dtype = torch.device(device), dtype
+        self.groups = self._build_groups(programs)
+        self.out = torch.tensor([p.out * self.C + i for i, p in enumerate(programs)], device=self.device)
+        self.identity = all(p.out == 0 for p in programs)
+        self._regs: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _rows(self, rows: list[int]) -> Rows:
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            return slice(rows[0], rows[0] + len(rows))
+        return torch.tensor(rows, dtype=torch.long, device=self.device)
+
+    def _build_groups(self, programs: Sequence[Program]) -> list[_Group]:
+        C, groups = self.C, []
+        for slot in range(max([len(p.instrs) for p in programs] + [0])):
+            by_key: dict[tuple, list] = defaultdict(list)
+            for i, p in enumerate(programs):
+                if slot < len(p.instrs):
+                    ins = p.instrs[slot]
+                    arity = ARITY[ins.op]
+                    a_const = arity < 1 or ins.a == CONST
+                    b_const = arity < 2 or ins.b == CONST
+                    k = ins.c if OPS[ins.op][0] == "powi" else None  # one exponent per group
+                    by_key[(ins.op, a_const, b_const, k)].append((i, ins))
+            for (op, a_const, b_const, k), rows in by_key.items():
+                # powi's exponent is read on the host (a loop count): kept on the CPU, no device sync per step
+                where = self.device if k is None else torch.device("cpu")
+                groups.append(_Group(
+                    op=op,
+                    n=len(rows),
+                    dst=self._rows([ins.dst * C + i for i, ins in rows]),
+                    a=None if a_const else self._rows([ins.a * C + i for i, ins in rows]),
+                    b=None if b_const else self._rows([ins.b * C + i for i, ins in rows]),
+                    c=torch.tensor([[ins.c] for _, ins in rows], dtype=self.dtype, device=where),
+                ))
+        return groups
+
+    def _registers(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = (self.n_regs + 1) * self.C
+        if self._regs is None or self._regs[0].shape != (rows, m):
+            values = torch.empty(rows, m, dtype=self.dtype, device=self.device)
+            slopes = torch.zeros(rows, m, dtype=self.dtype, device=self.device)
+            slopes[: self.C] = 1.0  # d x / d x
+            self._regs = (values, slopes)
+        return self._regs
+
+    def __call__(self, z: torch.Tensor, deriv: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """act(z) and (if `deriv`) act'(z), row c of z through program c."""
+        if self.identity:
+            return z, torch.ones_like(z) if deriv else None
+        m = z.shape[1]
+        values, slopes = self._registers(m)
+        values[: self.C].copy_(z)
+        for g in self.groups:
+            av = g.c if g.a is None else _read(values, g.a)
+            bv = g.c if g.b is None else _read(values, g.b)
+            ad = None if g.a is None or not deriv else _read(slopes, g.a)
+            bd = None if g.b is None or not deriv else _read(slopes, g.b)
+            if ARITY[g.op] == 0:
+                av = values.new_empty(g.n, m)
+            v, d = apply_op(g.op, av, ad, bv, bd, g.c, deriv)
+            _write(values, g.dst, v.expand(g.n, m))
+            if deriv:
+                _write(slopes, g.dst, torch.zeros((), dtype=self.dtype, device=self.device) if d is None else d)
+        return values.index_select(0, self.out), slopes.index_select(0, self.out) if deriv else None
+
+
+class LoopInterpreter:
+    """The CPU form of Interpreter: same ops and numbers, walked candidate by candidate in cache-sized blocks.
+
+    On a CPU, launches are cheap and memory traffic is what costs: running one candidate's whole program
+    on a block of its row keeps the block in cache across instructions, where the grouped interpreter
+    streams the whole register file through memory once per instruction slot.
+    """
+
+    BLOCK = 1 << 17  # floats per block (512 KiB in float32): big blocks, few calls; a block stays in L2-L3
+
+    def __init__(self, programs: Sequence[Program], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.programs = list(programs)
+        self.device, self.dtype = torch.device(device), dtype
+        self.consts = [[torch.tensor([[i.c]], dtype=dtype, device=self.device) for i in p.instrs] for p in programs]
+
+    def __call__(self, z: torch.Tensor, deriv: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        v_out = torch.empty_like(z)
+        d_out = torch.empty_like(z) if deriv else None
+        n_threads = min(torch.get_num_threads(), len(self.programs))
+        if n_threads <= 1:
+            self._run(range(len(self.programs)), z, v_out, d_out, deriv)
+            return v_out, d_out
+        # torch ops release the GIL: threads over disjoint candidates use the cores that small ops leave idle
+        parts = [range(i, len(self.programs), n_threads) for i in range(n_threads)]
+        list(_pool(n_threads).map(lambda part: self._run(part, z, v_out, d_out, deriv), parts))
+        return v_out, d_out
+
+    def _run(self, cands: range, z: torch.Tensor, v_out: torch.Tensor, d_out: torch.Tensor | None,
+             deriv: bool) -> None:
+        m = z.shape[1]
+        for start in range(0, m, self.BLOCK):
+            cols = slice(start, min(m, start + self.BLOCK))
+            ones = torch.ones(1, cols.stop - cols.start, dtype=self.dtype, device=self.device)
+            for c in cands:
+                prog = self.programs[c]
+                regs = {X_REG: (z[c: c + 1, cols], ones)}
+                for ins, k in zip(prog.instrs, self.consts[c], strict=True):
+                    arity = ARITY[ins.op]
+                    a, da = (k, None) if arity < 1 or ins.a == CONST else regs[ins.a]
+                    b, db = (k, None) if arity < 2 or ins.b == CONST else regs[ins.b]
+                    if arity == 0:
+                        a = ones
+                    regs[ins.dst] = apply_op(ins.op, a, da if deriv else None, b, db if deriv else None, k, deriv)
+                v, d = regs[prog.out]
+                v_out[c: c + 1, cols] = v
+                if deriv:
+                    d_out[c: c + 1, cols] = 0.0 if d is None else d
+
+
+@functools.cache
+def _pool(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(n, thread_name_prefix="gpact-act")
+
+
+def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: torch.dtype = torch.float32,
+                     kernel: str = "auto"):
+    """The activation backend: on CPU the loop interpreter; on CUDA the Triton kernel (float32, every op
+    supported), else the grouped torch interpreter.
+
+    `kernel` (or the GPACT_KERNEL environment variable, when `kernel` is "auto") forces a choice; forcing
+    "triton" where it cannot run is an error. With TRITON_INTERPRET=1 the kernel also runs on CPU (slowly).
+    """
+    kernel = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
+    if kernel not in KERNELS:
+        raise ConfigError(f"unknown kernel '{kernel}' (choose from {', '.join(KERNELS)})")
+    if kernel == "loop" or (kernel == "auto" and device.type == "cpu"):
+        return LoopInterpreter(programs, device, dtype)
+    if kernel == "torch":
+        return Interpreter(programs, device, dtype)
+    try:
+        from gpact.train.kernels.triton_act import TritonInterpreter, triton_supports
+    except ImportError:
+        if kernel == "triton":
+            raise ConfigError("kernel 'triton' needs the triton package (pip install triton)") from None
+        return Interpreter(programs, device, dtype)
+    runs_here = device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    usable = runs_here and dtype == torch.float32 and triton_supports(programs)
+    if kernel == "triton" and not usable:
+        raise ConfigError("kernel 'triton' needs a CUDA device (or TRITON_INTERPRET=1), float32 and ops it "
+                          "supports; use GPACT_KERNEL=loop or torch (gpact bench: --kernel)")
+    return TritonInterpreter(programs, device) if usable else Interpreter(programs, device, dtype)
+
+
+def run_programs(programs: Sequence[Program], x: torch.Tensor, deriv: bool = True):
+    """Each program on the same input x (any shape); returns ([C, *x.shape] values, derivatives)."""
+    interp = Interpreter(programs, x.device, x.dtype)
+    flat = x.reshape(1, -1).expand(len(programs), -1).contiguous()
+    v, d = interp(flat, deriv)
+    shape = (len(programs), *x.shape)
+    return v.reshape(shape), None if d is None else d.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' requested but torch sees no CUDA device")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{device}' (use auto, cpu or cuda)") from None
+
+
+@dataclass
+class _Stack:
+    """Parameters (or their gradients / Adam moments) of P networks in one flat buffer."""
+
+    flat: torch.Tensor
+    layers: list[tuple[torch.Tensor, torch.Tensor]]  # (W [P, fi, fo], b [P, 1, fo]) views into flat
+
+    @classmethod
+    def empty_like(cls, other: _Stack) -> _Stack:
+        return cls.view(torch.zeros_like(other.flat), [w.shape for w, _ in other.layers])
+
+    @classmethod
+    def view(cls, flat: torch.Tensor, shapes: list[torch.Size]) -> _Stack:
+        layers, off = [], 0
+        for p, fi, fo in shapes:
+            w = flat[off: off + p * fi * fo].view(p, fi, fo)
+            off += p * fi * fo
+            b = flat[off: off + p * fo].view(p, 1, fo)
+            off += p * fo
+            layers.append((w, b))
+        return cls(flat, layers)
+
+
+def _initial_stack(tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig, n_cand: int, d_in: int,
+                   device: torch.device) -> _Stack:
+    """init_params per (task, seed), the first layer zero-padded to d_in inputs, repeated per candidate."""
+    per_net = []
+    for task in tasks:
+        for seed in seeds:
+            params = init_params(task.x_train.shape[1], cfg, seed)
+            w0, b0 = params[0]
+            params[0] = (torch.cat([w0, w0.new_zeros(d_in - w0.shape[0], w0.shape[1])]), b0)
+            per_net.append(params)
+    sizes = layer_sizes(d_in, cfg)
+    shapes = [torch.Size((n_cand * len(per_net), fi, fo)) for fi, fo in zip(sizes[:-1], sizes[1:], strict=True)]
+    parts = []
+    for layer in range(len(shapes)):
+        w = torch.stack([p[layer][0] for p in per_net]).repeat(n_cand, 1, 1)
+        b = torch.stack([p[layer][1] for p in per_net]).unsqueeze(1).repeat(n_cand, 1, 1)
+        parts += [w.reshape(-1), b.reshape(-1)]
+    return _Stack.view(torch.cat(parts).to(device, cfg.torch_dtype), shapes)
+
+
+def _data(tasks: list[Task], n_cand: int, n_seeds: int, d_in: int, split: str, device: torch.device,
+          dtype: torch.dtype):
+    """[P, N, d_in] inputs and [P, N, 1] targets, network p = (candidate, task, seed) in that order."""
+    xs, ys = [], []
+    for task in tasks:
+        x, y = (task.x_train, task.y_train) if split == "train" else (task.x_ood, task.y_ood)
+        xs.append(torch.cat([x, x.new_zeros(x.shape[0], d_in - x.shape[1])], 1))
+        ys.append(y)
+    x = torch.stack(xs).repeat_interleave(n_seeds, 0).repeat(n_cand, 1, 1)
+    y = torch.stack(ys).repeat_interleave(n_seeds, 0).repeat(n_cand, 1, 1)
+    return x.to(device, dtype), y.to(device, dtype)
+
+
+def _forward(stack: _Stack, x: torch.Tensor, act: Callable, n_cand: int, deriv: bool):
+    """Network outputs [P, N, 1], and per hidden layer (its input, act' at its pre-activation)."""
+    h, saved = x, []
+    last = len(stack.layers) - 1
+    for i, (w, b) in enumerate(stack.layers):
+        z = torch.baddbmm(b, h, w)
+        if i == last:
+            return z, saved, h
+        a, d = act(z.view(n_cand, -1), deriv)
+        saved.append((h, None if d is None else d.view_as(z)))
+        h = a.view_as(z)
+    raise AssertionError("unreachable")
+
+
+def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor) -> None:
+    """Gradients of mean((out - y)^2) per network, written into `grads`."""
+    g = err * (2.0 / err.shape[1])
+    w_last, _ = stack.layers[-1]
+    gw, gb = grads.layers[-1]
+    torch.bmm(h_last.transpose(1, 2), g, out=gw)
+    torch.sum(g, 1, keepdim=True, out=gb)
+    gh = torch.bmm(g, w_last.transpose(1, 2))
+    for i in range(len(saved) - 1, -1, -1):
+        h_in, slope = saved[i]
+        gz = gh * slope
+        gw, gb = grads.layers[i]
+        torch.bmm(h_in.transpose(1, 2), gz, out=gw)
+        torch.sum(gz, 1, keepdim=True, out=gb)
+        if i:
+            gh = torch.bmm(gz, stack.layers[i][0].transpose(1, 2))
+
+
+class _Adam:
+    """torch.optim.Adam's update (defaults betas 0.9, 0.999, eps 1e-8), on a whole flat buffer at once."""
+
+    def __init__(self, params: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.m, self.v = torch.zeros_like(params), torch.zeros_like(params)
+        self.t = 0
+
+    def step(self, grad: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.lerp_(grad, 1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        step_size = self.lr / (1 - b1**self.t)
+        denom = (self.v.sqrt() / math.sqrt(1 - b2**self.t)).add_(self.eps)
+        self.p.addcdiv_(self.m, denom, value=-step_size)
+
+
+_NONFINITE, _DIVERGED = 1, 2
+_REASONS = {_NONFINITE: "nonfinite", _DIVERGED: "diverged"}
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (out - y).square().mean((1, 2))
+
+
+def _record(failed: torch.Tensor, code: torch.Tensor) -> None:
+    """Keep each network's first failure code (0: none so far), in place, without a host sync."""
+    failed.copy_(torch.where(failed == 0, code.to(failed.dtype), failed))
+
+
+def _check(loss: torch.Tensor, failed: torch.Tensor, clip: float) -> None:
+    """A loss that is non-finite, or above `clip`, fails its network (as in the reference evaluator)."""
+    _record(failed, torch.where(~torch.isfinite(loss), _NONFINITE, torch.where(loss > clip, _DIVERGED, 0)))
+
+
+def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequence[int],
+                  cfg: TrainConfig = DEFAULT_CONFIG, device: str | torch.device = "cpu",
+                  kernel: str = "auto") -> list[list[TrainResult]]:
+    """Train every (program, task, seed) network together; results[c][t * len(seeds) + s].
+
+    All tasks must share n_train and n_ood (evaluate_batched groups them); input dimensions may differ.
+    """
+    device = torch.device(device)
+    n_cand, n_seeds = len(programs), len(seeds)
+    if not n_cand:
+        return []
+    shapes = {(t.x_train.shape[0], t.x_ood.shape[0]) for t in tasks}
+    if len(shapes) != 1:
+        raise ConfigError("train_batched needs tasks with equal n_train and n_ood")
+    d_in = max(t.x_train.shape[1] for t in tasks)
+    stack = _initial_stack(tasks, seeds, cfg, n_cand, d_in, device)
+    grads = _Stack.empty_like(stack)
+    x, y = _data(tasks, n_cand, n_seeds, d_in, "train", device, cfg.torch_dtype)
+    act = make_interpreter(programs, device, cfg.torch_dtype, kernel)
+    adam = _Adam(stack.flat, cfg.lr)
+    failed = torch.zeros(x.shape[0], dtype=torch.int8, device=device)
+    with torch.no_grad():
+        for step in range(cfg.steps):
+            out, saved, h_last = _forward(stack, x, act, n_cand, deriv=True)
+            err = out - y
+            _check(err.square().mean((1, 2)), failed, cfg.clip_loss)
+            _backward(stack, grads, err, saved, h_last)
+            adam.step(grads.flat)
+            if step % 64 == 63 and bool((failed != 0).all()):
+                break  # everything diverged: nothing left to learn
+        finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for layer in stack.layers for t in layer]).all(0)
+        _record(failed, torch.where(finite, 0, _NONFINITE))
+        id_loss = _mse(_forward(stack, x, act, n_cand, deriv=False)[0], y)
+        _check(id_loss, failed, cfg.clip_loss)
+        x_ood, y_ood = _data(tasks, n_cand, n_seeds, d_in, "ood", device, cfg.torch_dtype)
+        ood_loss = _mse(_forward(stack, x_ood, act, n_cand, deriv=False)[0], y_ood)
+        _record(failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
+    per_net = zip(failed.tolist(), id_loss.tolist(), ood_loss.tolist(), strict=True)
+    results = [
+        TrainResult(WORST, WORST, True, _REASONS[f]) if f else TrainResult(min(i, WORST), min(o, WORST), False)
+        for f, i, o in per_net
+    ]
+    per_cand = len(tasks) * n_seeds
+    return [results[c * per_cand: (c + 1) * per_cand] for c in range(n_cand)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory estimate and the evaluation entry point
+
+
+def bytes_per_candidate(tasks: list[Task], n_seeds: int, cfg: TrainConfig, n_regs: int = MAX_REGS) -> int:
+    """Peak device memory one candidate's networks need in `train_batched` (a generous estimate)."""
+    n = max(max(t.x_train.shape[0], t.x_ood.shape[0]) for t in tasks)
+    d_in = max(t.x_train.shape[1] for t in tasks)
+    hidden = n * cfg.width
+    # per hidden layer: z, saved input and slope, gradient temporaries; shared: the register file
+    # (value + slope per register) and the op temporaries of one group
+    floats = hidden * (6 * cfg.depth + 2 * (n_regs + 1) + 6) + 4 * n * (d_in + 1)
+    sizes = layer_sizes(d_in, cfg)
+    floats += 4 * sum((fi + 1) * fo for fi, fo in zip(sizes[:-1], sizes[1:], strict=True))  # p, grad, m, v
+    return torch.finfo(cfg.torch_dtype).bits // 8 * floats * len(tasks) * n_seeds
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes the batched evaluator may use: GPACT_MEMORY_BYTES, else half of free GPU memory or 2 GiB on CPU."""
+    if os.environ.get("GPACT_MEMORY_BYTES"):
+        return int(float(os.environ["GPACT_MEMORY_BYTES"]))
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free // 2
+    return 2 << 30
+
+
+def chunk_candidates(tasks: list[Task], n_seeds: int, cfg: TrainConfig = DEFAULT_CONFIG,
+                     device: str | torch.device = "auto", n_regs: int = MAX_REGS) -> int:
+    """How many candidates fit in one batched training on `device` (at least 1)."""
+    dev = resolve_device(device) if isinstance(device, str) else device
+    return max(1, memory_budget(dev) // bytes_per_candidate(tasks, n_seeds, cfg, n_regs))
+
+
+def _train_chunk(progs: list[Program], groups: dict[tuple[int, int], list[Task]], seeds: Sequence[int],
+                 cfg: TrainConfig, dev: torch.device, kernel: str) -> list[dict[str, list[TrainResult]]]:
+    """Per candidate, task name -> its results over seeds; one train_batched per group of equal-size tasks."""
+    losses: list[dict[str, list[TrainResult]]] = [{} for _ in progs]
+    for group in groups.values():
+        for j, res in enumerate(train_batched(progs, group, seeds, cfg, dev, kernel)):
+            for k, task in enumerate(group):
+                losses[j][task.spec.name] = res[k * len(seeds): (k + 1) * len(seeds)]
+    return losses
+
+
+def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: list[Task], seeds: Sequence[int],
+                     cfg: TrainConfig = DEFAULT_CONFIG, device: str = "auto",
+                     progress: Progress | None = None, kernel: str = "auto") -> list[Fitness]:
+    """Score formulas like `fitness.evaluate_reference` does, all lowered ones trained together.
+
+    Candidates are split into chunks by the memory estimate (halved and retried if the device still runs
+    out of memory), and tasks into groups of equal split sizes.
+    A formula with no program form (an `import:` primitive with no base op) runs on the reference path.
+    """
+    if not tasks or not seeds:
+        raise ConfigError("evaluate_batched needs at least one task and one seed")
+    dev = resolve_device(device)
+    lowered = lower_all(exprs, grammar)
+    todo = [i for i, p in enumerate(lowered) if isinstance(p, Program)]
+    out: list[Fitness | None] = [None] * len(exprs)
+    total, done = len(exprs), 0
+    if todo:
+        n_regs = max(lowered[i].n_regs for i in todo)
+        chunk = chunk_candidates(tasks, len(seeds), cfg, dev, n_regs)
+        groups: dict[tuple[int, int], list[Task]] = defaultdict(list)
+        for t in tasks:
+            groups[(t.x_train.shape[0], t.x_ood.shape[0])].append(t)
+        start = 0
+        while start < len(todo):
+            ids = todo[start: start + chunk]
+            try:
+                losses = _train_chunk([lowered[i] for i in ids], groups, seeds, cfg, dev, kernel)
+            except torch.OutOfMemoryError:
+                if len(ids) == 1:
+                    raise
+                chunk = max(1, len(ids) // 2)  # the estimate was too hopeful for this device: halve and retry
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            for j, i in enumerate(ids):
+                out[i] = aggregate({t.spec.name: losses[j][t.spec.name] for t in tasks})
+            start += len(ids)
+            done += len(ids)
+            if progress:
+                progress(done, total)
+    from gpact.expr.trees import compile_expr  # reference fallback for what has no program
+
+    for i, p in enumerate(lowered):
+        if isinstance(p, ProgramError):
+            out[i] = evaluate_reference(compile_expr(exprs[i], grammar), tasks, seeds, cfg)
+            done += 1
+            if progress:
+                progress(done, total)
+    return out  # type: ignore[return-value]
+
+
+__all__ = [
+    "KERNELS", "Interpreter", "make_interpreter", "apply_op", "run_programs", "train_batched", "evaluate_batched",
+    "chunk_candidates", "bytes_per_candidate", "memory_budget", "resolve_device", "OPCODES",
+]  # fmt: skip

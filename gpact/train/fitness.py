@@ -1,0 +1,81 @@
+"""Turn per-(task, seed) training results into one candidate's score.
+
+OOD losses swing by 10x between tasks and seeds (DESIGN.md §5), so: median over seeds per task
+(robust to one lucky or unlucky seed), then the geometric mean over tasks (so a task with large
+losses does not drown the others). A diverged training counts as +infinity inside the median, so a
+task whose median training diverged scores WORST, and any WORST task makes the whole score WORST.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpact.errors import ConfigError
+from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.train.reference import WORST, Activation, TrainResult, train_reference
+from gpact.train.tasks import Task
+
+__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference"]
+
+LOSS_FLOOR = 1e-12
+"""Losses are floored here before taking logs, so an exact fit does not give log(0) = -inf."""
+
+
+@dataclass(frozen=True)
+class Fitness:
+    """A candidate's score on a suite; lower is better."""
+
+    ood_score: float  # the objective to minimise; WORST when everything diverged
+    id_loss: float  # aggregated the same way
+    per_task: dict[str, float]  # task -> median OOD loss over seeds
+    diverged: int  # how many (task, seed) trainings diverged
+    reason: str = ""  # first failure reason, if any
+
+
+def _median(values: list[float]) -> float:
+    """Median, with the middle pair averaged; an infinity among the middle values gives infinity."""
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def _task_median(results: list[TrainResult], attr: str) -> float:
+    vals = [math.inf if r.diverged or getattr(r, attr) >= WORST else getattr(r, attr) for r in results]
+    return min(_median(vals), WORST)
+
+
+def _geo_mean(values: list[float]) -> float:
+    if any(v >= WORST for v in values):
+        return WORST
+    return min(math.exp(sum(math.log(max(v, LOSS_FLOOR)) for v in values) / len(values)), WORST)
+
+
+def aggregate(losses: dict[str, list[TrainResult]]) -> Fitness:
+    """Per task the median over seeds, then the geometric mean over tasks, for OOD and ID losses."""
+    if not losses or any(not rs for rs in losses.values()):
+        raise ConfigError("aggregate needs at least one task and one result (seed) per task")
+    per_task = {name: _task_median(rs, "ood_loss") for name, rs in losses.items()}
+    id_per_task = [_task_median(rs, "id_loss") for rs in losses.values()]
+    failures = [r for rs in losses.values() for r in rs if r.diverged]
+    return Fitness(
+        ood_score=_geo_mean(list(per_task.values())),
+        id_loss=_geo_mean(id_per_task),
+        per_task=per_task,
+        diverged=len(failures),
+        reason=next((r.reason for r in failures if r.reason), ""),
+    )
+
+
+def evaluate_reference(
+    act: Activation, tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig = DEFAULT_CONFIG
+) -> Fitness:
+    """Score `act` with the reference evaluator: train_reference over tasks x seeds, then aggregate."""
+    if not tasks or not seeds:
+        raise ConfigError("evaluate_reference needs at least one task and one seed")
+    losses: dict[str, list[TrainResult]] = {}
+    for task in tasks:
+        for seed in seeds:
+            losses.setdefault(task.spec.name, []).append(train_reference(act, task, seed, cfg))
+    return aggregate(losses)
