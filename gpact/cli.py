@@ -314,8 +314,8 @@ def bench_cmd(device, candidates, steps, naive_max, kernel, as_json):
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2)."""
     import json
 
-    from gpact.report.bench import run_bench
     from gpact.errors import ConfigError
+    from gpact.report.bench import run_bench
 
     if candidates < 1 or steps < 1 or naive_max < 1:
         raise ConfigError("--candidates, --steps and --naive-max must be >= 1")

@@ -20,13 +20,13 @@ from gpact.backends.pools import (
 from gpact.cli import main
 from gpact.config import RunConfig
 from gpact.errors import ConfigError, FormulaError
-from gpact.train.evaluate import evaluate_population
-from gpact.expr.trees import analyse, formula_to_sympy, make_pset, tree_to_sympy
-from gpact.train.fitness import WORST
 from gpact.expr.grammar import add_primitive, grammar_from_dict, load_grammar
-from gpact.train.mlp import TrainConfig
-from gpact.run.runner import run
 from gpact.expr.symbolic import X
+from gpact.expr.trees import analyse, formula_to_sympy, make_pset, tree_to_sympy
+from gpact.run.runner import run
+from gpact.train.evaluate import evaluate_population
+from gpact.train.fitness import WORST
+from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 CFG = TrainConfig(width=4, steps=5)

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE, get, resolve
 from gpact.errors import FormulaError
-from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
 from gpact.expr.grammar import load_grammar
+from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
+from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE, get, resolve
 
 
 def _xielu(x, a_p=0.8, a_n=0.8, b=0.5, eps=-1e-6):

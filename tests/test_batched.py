@@ -7,13 +7,13 @@ import pytest
 import sympy as sp
 import torch
 
-from gpact.train.batched import Interpreter, LoopInterpreter, chunk_candidates, evaluate_batched, train_batched
-from gpact.report.bench import candidate_mix
 from gpact.errors import ConfigError
-from gpact.train.evaluate import evaluate_population
-from gpact.expr.trees import compile_expr, formula_to_sympy
-from gpact.train.fitness import evaluate_reference
 from gpact.expr.grammar import add_primitive, load_grammar
+from gpact.expr.trees import compile_expr, formula_to_sympy
+from gpact.report.bench import candidate_mix
+from gpact.train.batched import Interpreter, LoopInterpreter, chunk_candidates, evaluate_batched, train_batched
+from gpact.train.evaluate import evaluate_population
+from gpact.train.fitness import evaluate_reference
 from gpact.train.mlp import TrainConfig
 from gpact.train.program import lower
 from gpact.train.reference import WORST, train_reference

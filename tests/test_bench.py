@@ -4,12 +4,12 @@ import json
 
 from click.testing import CliRunner
 
-from gpact.train.baselines import BASELINES
-from gpact.report.bench import candidate_mix
 from gpact.cli import main
 from gpact.expr.grammar import load_grammar
-from gpact.train.program import lower
 from gpact.expr.symbolic import X
+from gpact.report.bench import candidate_mix
+from gpact.train.baselines import BASELINES
+from gpact.train.program import lower
 
 
 def test_candidate_mix_is_fixed_distinct_and_lowerable():

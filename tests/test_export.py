@@ -10,14 +10,14 @@ import sympy as sp
 import torch
 from click.testing import CliRunner
 
-from gpact.run import rundir
 from gpact.cli import main
-from gpact.report.export import ExportError, Member, expand_primitives, export, front_member
-from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
 from gpact.expr.grammar import add_primitive, load_grammar, resolve_path
-from gpact.report.tables import front_rows, to_csv
-from gpact.search.gp import Record
 from gpact.expr.symbolic import X
+from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
+from gpact.report.export import ExportError, Member, expand_primitives, export, front_member
+from gpact.report.tables import front_rows, to_csv
+from gpact.run import rundir
+from gpact.search.gp import Record
 
 FULL = load_grammar("full")
 # Every kind of node the printer handles: named primitives with a torch path, inline ones, protected

@@ -6,11 +6,11 @@ import pytest
 import sympy as sp
 import torch
 
-from gpact.train.batched import apply_op, run_programs
-from gpact.expr.trees import compile_expr, formula_to_sympy
 from gpact.expr.grammar import add_primitive, load_grammar
-from gpact.train.program import MAX_REGS, OPCODES, OPS, ProgramError, lower, lower_all
 from gpact.expr.symbolic import X
+from gpact.expr.trees import compile_expr, formula_to_sympy
+from gpact.train.batched import apply_op, run_programs
+from gpact.train.program import MAX_REGS, OPCODES, OPS, ProgramError, lower, lower_all
 
 FULL = load_grammar("full")
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from gpact.errors import GrammarError
-from gpact.expr.trees import compile_expr, make_pset, parse_tree, tree_to_sympy
 from gpact.expr.grammar import grammar_from_dict, load_grammar
 from gpact.expr.templates import (
     bounds,
@@ -28,6 +27,7 @@ from gpact.expr.templates import (
     template_names,
     to_text,
 )
+from gpact.expr.trees import compile_expr, make_pset, parse_tree, tree_to_sympy
 
 SPACES = [("aquasurf", "unit", 5103, (27, 7)), ("grafs", "cell", 23**4 * 9**2, (23, 9)),
           ("swish", "unit", 25 * 25 * 10, (25, 10)), ("swish", "two_units", 25**4 * 10**2, (25, 10))]

@@ -3,10 +3,10 @@ import sympy as sp
 import torch
 
 from gpact.errors import FormulaError
-from gpact.expr.trees import compile_expr
 from gpact.expr.grammar import load_grammar
 from gpact.expr.symbolic import ARGS, X
 from gpact.expr.torchfn import to_torch
+from gpact.expr.trees import compile_expr
 
 FULL = load_grammar("full")
 

@@ -8,7 +8,15 @@ import torch
 from sklearn import datasets
 
 from gpact.errors import ConfigError, FormulaError
-from gpact.report.transfer import DATASETS, TransferConfig, format_result, make_split, split_indices, train_eval, transfer
+from gpact.report.transfer import (
+    DATASETS,
+    TransferConfig,
+    format_result,
+    make_split,
+    split_indices,
+    train_eval,
+    transfer,
+)
 
 TINY = TransferConfig(width=8, steps=20, check_every=5)
 

@@ -86,8 +86,8 @@ def test_training_with_the_kernel_matches_the_torch_backend():
 
 
 def test_forcing_the_kernel_without_cuda_is_a_clear_error():
-    from gpact.train.batched import make_interpreter
     from gpact.errors import ConfigError
+    from gpact.train.batched import make_interpreter
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("interpreter mode runs the kernel on CPU")

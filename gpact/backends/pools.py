@@ -40,11 +40,11 @@ import yaml
 from sympy.core.function import UndefinedFunction
 
 from gpact.errors import ConfigError, FormulaError, GpactError
+from gpact.expr.grammar import Grammar, Primitive, grammar_from_dict
+from gpact.expr.symbolic import X
 from gpact.train.evaluate import Progress, evaluate_population
 from gpact.train.fitness import WORST, Fitness
-from gpact.expr.grammar import Grammar, Primitive, grammar_from_dict
 from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
-from gpact.expr.symbolic import X
 from gpact.train.tasks import Task, make_suite
 
 BACKENDS = ("serial", "process", "ray")

@@ -16,15 +16,15 @@ import sympy as sp
 import torch
 from deap import gp
 
+from gpact.errors import FormulaError
+from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.symbolic import X
+from gpact.expr.trees import analyse, compile_expr, formula_to_sympy, make_pset, tree_to_sympy
 from gpact.train.baselines import BASELINES
 from gpact.train.batched import resolve_device, train_batched
-from gpact.errors import FormulaError
-from gpact.expr.trees import analyse, compile_expr, formula_to_sympy, make_pset, tree_to_sympy
-from gpact.expr.grammar import Grammar, load_grammar
 from gpact.train.mlp import BENCH_CONFIG
 from gpact.train.program import ProgramError, lower
 from gpact.train.reference import train_reference
-from gpact.expr.symbolic import X
 from gpact.train.tasks import BENCH_POINTS, BENCH_TASK, make_task
 
 

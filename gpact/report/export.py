@@ -16,12 +16,12 @@ from pathlib import Path
 import sympy as sp
 import torch
 
-from gpact.run import checkpoint
 from gpact.errors import FormulaError, GpactError
-from gpact.expr.trees import analyse, formula_to_sympy
 from gpact.expr.grammar import Grammar, Primitive
-from gpact.report.show import read_front
 from gpact.expr.symbolic import ARGS, X
+from gpact.expr.trees import analyse, formula_to_sympy
+from gpact.report.show import read_front
+from gpact.run import checkpoint
 
 FORMATS = ("torch", "python", "sympy", "latex")
 

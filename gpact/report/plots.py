@@ -14,14 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpact.train import baselines
-
-from gpact.run import checkpoint
-
-from gpact.run import rundir
-from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
 from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
 from gpact.report.show import PLOTS, read_front
+from gpact.run import checkpoint, rundir
+from gpact.train import baselines
 
 PARETO_PNG, CURVES_PNG = PLOTS
 X_RANGE = (-5.0, 5.0)

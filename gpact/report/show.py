@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpact.run import checkpoint
-
-from gpact.run import rundir
 from gpact.errors import ConfigError
 from gpact.report.tables import fmt, table
+from gpact.run import checkpoint, rundir
 
 PLOTS = ("pareto.png", "curves.png")
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES
 from gpact.errors import ConfigError, FormulaError
-from gpact.expr.trees import compile_expr, make_pset, parse_tree, tree_to_sympy
 from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.trees import compile_expr, make_pset, parse_tree, tree_to_sympy
+from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES
 from gpact.train.scoring import grid
 
 # name -> (scikit-learn loader, task kind)

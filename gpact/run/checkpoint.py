@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpact.run import rundir
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
+from gpact.run import rundir
 from gpact.search.gp import Record, Search, State
 
 FILE = "checkpoint.json"

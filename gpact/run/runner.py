@@ -21,18 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpact.run import checkpoint
-
-from gpact.run import rundir
 from gpact.backends.pools import Backend, make_backend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
-from gpact.search.llm import LLMOperator
-from gpact.run.progress import Display
 from gpact.report.tables import front_rows, table, to_csv
-from gpact.search.gp import Record, Search, State, pareto_front, score_formulas
+from gpact.run import checkpoint, rundir
+from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
+from gpact.search.gp import Record, Search, State, pareto_front, score_formulas
+from gpact.search.llm import LLMOperator
 from gpact.train.tasks import make_suite
 
 REFERENCES = ("gelu(x)", "relu(x)")

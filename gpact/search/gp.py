@@ -20,12 +20,12 @@ from deap import base, creator, gp, tools
 
 from gpact.config import RunConfig
 from gpact.errors import FormulaError
-from gpact.train.evaluate import evaluate_population
-from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
-from gpact.train.fitness import WORST, Fitness
 from gpact.expr.grammar import Grammar
-from gpact.search.llm import LLMOperator, Parent
 from gpact.expr.symbolic import X
+from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
+from gpact.search.llm import LLMOperator, Parent
+from gpact.train.evaluate import evaluate_population
+from gpact.train.fitness import WORST, Fitness
 from gpact.train.tasks import Task
 
 if TYPE_CHECKING:

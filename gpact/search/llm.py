@@ -29,10 +29,10 @@ import torch
 from deap import gp
 
 from gpact.errors import ConfigError, FormulaError
-from gpact.expr.trees import Analysis, analyse, compile_expr, parse_tree, tree_to_sympy
 from gpact.expr.grammar import Grammar
 from gpact.expr.llm_parse import MAX_ANSWER_CHARS, CandidateError, extract_candidates, to_formula
 from gpact.expr.symbolic import X
+from gpact.expr.trees import Analysis, analyse, compile_expr, parse_tree, tree_to_sympy
 
 LOG_NAME = "llm_calls.jsonl"
 CACHE_VERSION = 1

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from gpact.errors import ConfigError
-from gpact.train.fitness import Fitness, aggregate, evaluate_reference
 from gpact.expr.grammar import Grammar
+from gpact.train.fitness import Fitness, aggregate, evaluate_reference
 from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig, init_params, layer_sizes
 from gpact.train.program import ARITY, CONST, MAX_REGS, OPCODES, OPS, X_REG, Program, ProgramError, lower_all
 from gpact.train.reference import WORST, TrainResult
