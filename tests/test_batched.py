@@ -11,9 +11,10 @@ from gpact.errors import ConfigError
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.expr.trees import compile_expr, formula_to_sympy
 from gpact.report.bench import candidate_mix
-from gpact.train.batched import Interpreter, LoopInterpreter, chunk_candidates, evaluate_batched, train_batched
+from gpact.train.batched import chunk_candidates, evaluate_batched, train_batched
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import evaluate_reference
+from gpact.train.interpreters import Interpreter, LoopInterpreter
 from gpact.train.mlp import TrainConfig
 from gpact.train.program import lower
 from gpact.train.reference import WORST, train_reference

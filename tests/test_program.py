@@ -6,11 +6,13 @@ import pytest
 import sympy as sp
 import torch
 
+from gpact import ops
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.expr.symbolic import X
 from gpact.expr.trees import compile_expr, formula_to_sympy
-from gpact.train.batched import apply_op, run_programs
-from gpact.train.program import MAX_REGS, OPCODES, OPS, ProgramError, lower, lower_all
+from gpact.train.dual import apply_op
+from gpact.train.interpreters import run_programs
+from gpact.train.program import MAX_REGS, ProgramError, lower, lower_all
 
 FULL = load_grammar("full")
 
@@ -69,16 +71,16 @@ def test_programs_run_side_by_side():
 def test_every_op_has_a_rule():
     a = torch.linspace(0.1, 2.0, 8, dtype=torch.float64).reshape(1, -1)
     b = torch.full_like(a, 1.5)
-    for op, (name, _) in enumerate(OPS):
-        if name == "nop":
+    for op, row in enumerate(ops.TABLE):
+        if row.name == "nop":
             continue
         v, d = apply_op(op, a, torch.ones_like(a), b, torch.ones_like(b), c=2.0)
-        assert v.shape == a.shape and torch.isfinite(v).all(), name
+        assert v.shape == a.shape and torch.isfinite(v).all(), row.name
 
 
 def test_shared_subexpressions_are_computed_once():
     prog = lower(_expr("sin(x)*sin(x) + sin(x)"), FULL)  # sympy keeps sin(x)**2 + sin(x)
-    assert sum(1 for i in prog.instrs if i.op == OPCODES["sin"]) == 1
+    assert sum(1 for i in prog.instrs if i.op == ops.opcode("sin")) == 1
 
 
 def test_register_pressure_falls_back_then_errors():

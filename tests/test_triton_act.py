@@ -27,18 +27,20 @@ def _run(code: str) -> str:
 def test_kernel_matches_torch_interpreter_on_every_supported_op_and_random_programs():
     out = _run("""
         import torch
-        from gpact.train.batched import Interpreter
+        from gpact.train.interpreters import Interpreter
         from gpact.report.bench import candidate_mix
         from gpact.expr.grammar import load_grammar
         from gpact.train.kernels.triton_act import SUPPORTED, TritonInterpreter
-        from gpact.train.program import ARITY, CONST, OPCODES, Instr, Program, lower
+        from gpact import ops
+        from gpact.train.program import CONST, Instr, Program, lower
 
         progs = []
         for name in sorted(SUPPORTED - {"nop"}):
-            op = OPCODES[name]
-            if ARITY[op] == 2:  # x op (x*0.7 + 0.3), both operands registers
-                progs.append(Program((Instr(OPCODES["mul"], 1, 0, CONST, 0.7), Instr(OPCODES["add"], 2, 1, CONST, 0.3),
-                                      Instr(op, 3, 0, 2)), 3, 3))
+            op = ops.opcode(name)
+            if ops.TABLE[op].arity == 2:  # x op (x*0.7 + 0.3), both operands registers
+                mul, add = ops.opcode("mul"), ops.opcode("add")
+                progs.append(Program((Instr(mul, 1, 0, CONST, 0.7), Instr(add, 2, 1, CONST, 0.3), Instr(op, 3, 0, 2)),
+                                     3, 3))
             else:
                 progs.append(Program((Instr(op, 1, 0, 0, 3.0 if name == "powi" else 0.5),), 1, 1))
         g = load_grammar("full")
@@ -87,7 +89,7 @@ def test_training_with_the_kernel_matches_the_torch_backend():
 
 def test_forcing_the_kernel_without_cuda_is_a_clear_error():
     from gpact.errors import ConfigError
-    from gpact.train.batched import make_interpreter
+    from gpact.train.interpreters import make_interpreter
 
     if os.environ.get("TRITON_INTERPRET") == "1":
         pytest.skip("interpreter mode runs the kernel on CPU")

@@ -1,4 +1,4 @@
-"""FLOPs per element of a formula, from per-operation costs (the grammar's, else these defaults).
+"""FLOPs per element of a formula, from per-operation costs (the grammar's, else the op registry's).
 
 Counted on the sympy form the evaluator will run, so a simplified candidate is charged for what it
 computes, not for how the tree that produced it was written.
@@ -10,25 +10,23 @@ from collections.abc import Mapping
 
 import sympy as sp
 
+from gpact import ops
 from gpact.errors import FormulaError
 
-# Rough per-element costs in scalar FLOPs; transcendental functions count as several.
-DEFAULT_COSTS: dict[str, float] = {
-    "+": 1, "-": 1, "*": 1, "/": 1, "neg": 1, "**": 8, "**2": 1, "**3": 2, "sqrt": 2,
-    "exp": 4, "log": 4, "sin": 4, "cos": 4, "tan": 6, "tanh": 5, "sinh": 5, "cosh": 5,
-    "asinh": 6, "atan": 6, "erf": 6, "erfc": 6, "Abs": 1, "sign": 1, "Max": 1, "Min": 1,
-    "Heaviside": 1, "sinc": 6,
-}  # fmt: skip
 
+def count_flops(expr: sp.Expr, costs: Mapping[str, float] | None = None) -> float:
+    """Sum of operation costs over the expression tree (shared subexpressions counted each time).
 
-def count_flops(expr: sp.Expr, costs: Mapping[str, float] = DEFAULT_COSTS) -> float:
-    """Sum of operation costs over the expression tree (shared subexpressions counted each time)."""
+    `costs` (a grammar's) override the op registry's defaults (`gpact.ops.costs`).
+    """
+    defaults = ops.costs()
+    costs = costs or {}
 
     def cost(key: str) -> float:
         if key in costs:
             return float(costs[key])
-        if key in DEFAULT_COSTS:
-            return float(DEFAULT_COSTS[key])
+        if key in defaults:
+            return float(defaults[key])
         raise FormulaError(f"no FLOP cost known for '{key}'")
 
     def walk(e: sp.Expr) -> float:

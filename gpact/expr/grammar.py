@@ -19,10 +19,11 @@ import sympy as sp
 import torch
 import yaml
 
+from gpact import ops
 from gpact.errors import FormulaError, GrammarError
-from gpact.expr.flops import DEFAULT_COSTS, count_flops
+from gpact.expr.flops import count_flops
 from gpact.expr.formula import parse
-from gpact.expr.symbolic import ARGS, BUILTINS, node_to_sympy
+from gpact.expr.symbolic import ARGS, node_to_sympy
 from gpact.expr.torchfn import to_torch
 
 GRAMMAR_DIR = Path(__file__).resolve().parents[2] / "grammars"
@@ -88,7 +89,7 @@ class Grammar:
     @property
     def costs(self) -> dict[str, float]:
         """FLOP cost per formula operation: defaults, overridden by this grammar's primitives."""
-        costs = dict(DEFAULT_COSTS)
+        costs = ops.costs()
         for p in self.primitives.values():
             for key in (*p.aliases, p.name) if p.inline else (p.name,):
                 costs[key] = p.cost
@@ -249,18 +250,14 @@ def _is_number(v: Any) -> bool:
 # ---------------------------------------------------------------------------------------------------------
 # Primitives
 
-_ALIAS_FORMS: dict[str, sp.Expr] = {}
-
-
 def _alias_forms() -> dict[str, sp.Expr]:
-    if not _ALIAS_FORMS:
-        a, b = ARGS[:2]
-        _ALIAS_FORMS.update({"+": a + b, "-": a - b, "*": a * b, "/": a / b, "**": a**b, "neg": -a,
-                             "**2": a**2, "**3": a**3, "Max": sp.Max(a, b), "Min": sp.Min(a, b)})
-        for name, f in BUILTINS.items():
-            if name not in _ALIAS_FORMS and name not in ("Max", "Min"):
-                _ALIAS_FORMS[name] = f(a)
-    return _ALIAS_FORMS
+    """Formula operations as sympy forms in (a, b): a primitive defined as one of them is also its alias."""
+    a, b = ARGS[:2]
+    forms = {"+": a + b, "-": a - b, "*": a * b, "/": a / b, "**": a**b, "neg": -a, "**2": a**2, "**3": a**3}
+    for name in ops.formula_names():
+        op = ops.for_formula(name)
+        forms.setdefault(name, op.sympy(a) if op.arity == 1 else op.sympy(a, b))
+    return forms
 
 
 def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: Callable | None = None) -> Primitive:

@@ -12,10 +12,11 @@ import ast
 import json
 import re
 
+from gpact import ops
 from gpact.errors import FormulaError
 from gpact.expr.formula import MAX_CHARS, MAX_NODES, NAMESPACES, Call, Node, Num, Var, parse, to_text
 from gpact.expr.grammar import Grammar
-from gpact.expr.symbolic import SPELLINGS
+from gpact.expr.symbolic import canonical_name
 
 MAX_ANSWER_CHARS = 100_000  # longer answers are refused whole, before any parsing
 MAX_CANDIDATES = 32  # candidates read from one answer at most
@@ -24,21 +25,16 @@ _OPERATORS = frozenset({"+", "-", "*", "/", "**", "neg"})
 _CONSTANTS = frozenset({"pi", "e"})
 
 # Names from torch / numpy / jax / scipy that a grammar may lack, spelled in smaller terms (args a, b).
-# Used only when the grammar has no primitive or alias of that name; results are resolved again.
-REWRITES: dict[str, str] = {
+# Used only when the grammar has no primitive or alias of that name; results are resolved again. The op
+# registry's own ops (sigmoid, gelu, add, ...) are spelled by their registry definitions (`rewrite`).
+EXTRA_REWRITES: dict[str, str] = {
     "expit": "sigmoid(a)",
     "logistic": "sigmoid(a)",
-    "sigmoid": "1/(1 + exp(-a))",
     "swish": "silu(a)",
-    "silu": "a*sigmoid(a)",
-    "softplus": "log(1 + exp(a))",
-    "relu": "max(a, 0)",
     "relu6": "min(max(a, 0), 6)",
     "hardtanh": "min(max(a, -1), 1)",
-    "gelu": "0.5*a*(1 + erf(0.7071067811865476*a))",
     "mish": "a*tanh(softplus(a))",
     "softsign": "a/(1 + abs(a))",
-    "sinc": "sin(pi*a)/(pi*a)",
     "log1p": "log(1 + a)",
     "expm1": "exp(a) - 1",
     "reciprocal": "1/a",
@@ -46,19 +42,22 @@ REWRITES: dict[str, str] = {
     "cube": "a**3",
     "fabs": "abs(a)",
     "arctanh": "atanh(a)",
-    "pow": "a**b",
     "power": "a**b",
     "float_power": "a**b",
-    "add": "a + b",
     "subtract": "a - b",
-    "sub": "a - b",
     "multiply": "a*b",
-    "mul": "a*b",
     "divide": "a/b",
     "true_divide": "a/b",
-    "div": "a/b",
     "negative": "-a",
 }
+
+
+def rewrite(name: str) -> str | None:
+    """How an answer's function `name` is spelled in smaller terms, if gpact knows it."""
+    op = next((op for op in ops.TABLE if op.name == name and op.definition), None)
+    return op.definition if op is not None else EXTRA_REWRITES.get(name)
+
+
 _MAX_REWRITE_DEPTH = 4
 
 # Words that mark an answer as an attempt to run code. Only a label for the rejection count: safety
@@ -332,15 +331,15 @@ def _is_none(node: ast.expr) -> bool:
 
 
 def _known(name: str, grammar: Grammar) -> bool:
-    return name in _OPERATORS or name in grammar.primitives or grammar.by_alias(SPELLINGS.get(name, name)) is not None
+    return name in _OPERATORS or name in grammar.primitives or grammar.by_alias(canonical_name(name)) is not None
 
 
 def _rename(node: Node, grammar: Grammar, depth: int) -> Node:
-    """Spell functions the grammar lacks with REWRITES (bounded depth); unknown ones stay for expr to refuse."""
+    """Spell functions the grammar lacks with `rewrite` (bounded depth); unknown ones stay for expr to refuse."""
     if not isinstance(node, Call):
         return node
     args = tuple(_rename(a, grammar, depth) for a in node.args)
-    template = REWRITES.get(node.name)
+    template = rewrite(node.name)
     if _known(node.name, grammar) or template is None or depth >= _MAX_REWRITE_DEPTH:
         return Call(node.name, args)
     form = parse(template)

@@ -1,7 +1,8 @@
-"""One mapping table from formula names to sympy, shared by grammar definitions and formulas.
+"""Formula call trees -> sympy, for grammar definitions and formulas.
 
-Grammar definitions may use only these sympy builtins (plus numbers and their own arguments); every
-other name in a formula must be a grammar primitive. `X` is the one input variable, real-valued so
+Grammar definitions may use only the op registry's formula functions (`gpact.ops`: exp, Abs, Max, ...,
+with their other spellings), numbers and their own arguments; every other name in a formula must be a
+grammar primitive. `X` is the one input variable, real-valued so
 that sympy can simplify |x|**2 -> x**2 without leaving complex parts behind.
 """
 
@@ -11,44 +12,13 @@ import math
 
 import sympy as sp
 
+from gpact import ops
 from gpact.errors import FormulaError
 from gpact.expr.formula import Node, Num, Var
 
 X = sp.Symbol("x", real=True)
 ARGS = sp.symbols("a b c", real=True)
 
-BUILTINS: dict[str, sp.FunctionClass] = {
-    "exp": sp.exp,
-    "log": sp.log,
-    "sin": sp.sin,
-    "cos": sp.cos,
-    "tan": sp.tan,
-    "tanh": sp.tanh,
-    "sinh": sp.sinh,
-    "cosh": sp.cosh,
-    "asinh": sp.asinh,
-    "atan": sp.atan,
-    "erf": sp.erf,
-    "erfc": sp.erfc,
-    "sqrt": sp.sqrt,
-    "Abs": sp.Abs,
-    "sign": sp.sign,
-    "Max": sp.Max,
-    "Min": sp.Min,
-    "Heaviside": sp.Heaviside,
-}
-# Spellings from numpy / torch / plain Python that mean a builtin above.
-SPELLINGS = {
-    "abs": "Abs",
-    "absolute": "Abs",
-    "max": "Max",
-    "maximum": "Max",
-    "min": "Min",
-    "minimum": "Min",
-    "arcsinh": "asinh",
-    "arctan": "atan",
-    "heaviside": "Heaviside",
-}
 NAMED_CONSTANTS = {"pi": sp.pi, "e": sp.E, "E": sp.E}
 
 OPERATORS = {
@@ -59,6 +29,12 @@ OPERATORS = {
     "**": lambda a, b: a**b,
     "neg": lambda a: -a,
 }
+
+
+def canonical_name(name: str) -> str:
+    """The sympy name of a formula function written another way ("abs" -> "Abs"); other names unchanged."""
+    op = ops.for_formula(name)
+    return op.key if op is not None else name
 
 
 def number(value: float) -> sp.Expr:
@@ -86,11 +62,11 @@ def node_to_sympy(node: Node, variables: dict[str, sp.Symbol]) -> sp.Expr:
     args = [node_to_sympy(a, variables) for a in node.args]
     if node.name in OPERATORS:
         return OPERATORS[node.name](*args)
-    name = SPELLINGS.get(node.name, node.name)
-    if name not in BUILTINS:
-        raise FormulaError(f"unknown function '{node.name}' (allowed: {', '.join(sorted(BUILTINS))})")
+    op = ops.for_formula(node.name)
+    if op is None:
+        raise FormulaError(f"unknown function '{node.name}' (allowed: {', '.join(ops.formula_names())})")
     try:
-        return BUILTINS[name](*args)
+        return op.sympy(*args)
     except TypeError:
         raise FormulaError(f"wrong number of arguments for '{node.name}'") from None
 

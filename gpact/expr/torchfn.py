@@ -1,4 +1,4 @@
-"""sympy -> torch: one total mapping table; anything it doesn't know is a clear error.
+"""sympy -> torch, through the op registry (`gpact.ops`); anything it doesn't know is a clear error.
 
 Used to run grammar definitions, fingerprints and the reference evaluator. The result is a tree of
 closures over torch ops, built once per expression (no string eval, no recursion limit in DEAP's
@@ -7,13 +7,13 @@ closures over torch ops, built once per expression (no string eval, no recursion
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from functools import reduce
 
 import sympy as sp
 import torch
 
+from gpact import ops
 from gpact.errors import FormulaError
 from gpact.expr.symbolic import X
 
@@ -23,34 +23,6 @@ _Closure = Callable[[tuple[torch.Tensor, ...]], _Value]
 
 def _t(v: _Value, like: torch.Tensor) -> torch.Tensor:
     return v if isinstance(v, torch.Tensor) else torch.full_like(like, v)
-
-
-def _heaviside(v: torch.Tensor) -> torch.Tensor:
-    return torch.where(v > 0, 1.0, torch.where(v < 0, 0.0, 0.5)).to(v.dtype)
-
-
-UNARY: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
-    sp.exp: torch.exp,
-    sp.log: torch.log,
-    sp.sin: torch.sin,
-    sp.cos: torch.cos,
-    sp.tan: torch.tan,
-    sp.tanh: torch.tanh,
-    sp.sinh: torch.sinh,
-    sp.cosh: torch.cosh,
-    sp.asinh: torch.asinh,
-    sp.atan: torch.atan,
-    sp.erf: torch.erf,
-    sp.erfc: torch.erfc,
-    sp.Abs: torch.abs,
-    sp.sign: torch.sign,
-    sp.Heaviside: _heaviside,
-    sp.sinc: lambda v: torch.sinc(v / math.pi),  # sympy's sinc is sin(x)/x; torch's is normalised
-}
-VARIADIC: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    sp.Max: torch.maximum,
-    sp.Min: torch.minimum,
-}
 
 
 def to_torch(
@@ -85,6 +57,13 @@ def _build(e: sp.Expr, fns: dict, var: dict[sp.Symbol, int]) -> _Closure:
         return lambda z: c
     if e.is_Symbol:
         raise FormulaError(f"unknown variable '{e}' (the input is 'x')")
+    unary = ops.unary_operand(e)
+    if unary is not None:
+        op, arg = unary
+        f, p, divisor = op.torch, _build(arg, fns, var), op.sympy_divisor
+        if divisor != 1.0:
+            return lambda z: f(_t(p(z), z[0]) / divisor)
+        return lambda z: f(_t(p(z), z[0]))
     parts = [_build(a, fns, var) for a in e.args]
     if e.is_Add:
         return lambda z: reduce(lambda u, v: u + v, (p(z) for p in parts))
@@ -99,11 +78,9 @@ def _build(e: sp.Expr, fns: dict, var: dict[sp.Symbol, int]) -> _Closure:
             raise FormulaError(f"no torch implementation for primitive '{name}'")
         fn = fns[name]
         return lambda z: fn(*(_t(p(z), z[0]) for p in parts))
-    if func in UNARY and len(parts) == 1:
-        f, (p,) = UNARY[func], parts
-        return lambda z: f(_t(p(z), z[0]))
-    if func in VARIADIC:
-        f = VARIADIC[func]
+    op = ops.for_sympy(func)
+    if op is not None and op.arity == 2:  # Max, Min: n-ary in sympy, folded left
+        f = op.torch
         return lambda z: reduce(f, (_t(p(z), z[0]) for p in parts))
     raise FormulaError(f"no torch mapping for sympy function '{func}'")
 

@@ -25,7 +25,7 @@ from gpact.errors import FormulaError
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import Call, Node, Num, Var, parse
 from gpact.expr.grammar import Grammar, Primitive
-from gpact.expr.symbolic import NAMED_CONSTANTS, SPELLINGS, X, display, number
+from gpact.expr.symbolic import NAMED_CONSTANTS, X, canonical_name, display, number
 from gpact.expr.torchfn import to_torch
 
 SIMPLIFY_MAX_OPS = 40  # above this, sympy's simplify is skipped: too slow to be worth it
@@ -143,7 +143,7 @@ def _resolve_call(node: Call, grammar: Grammar) -> tuple[Primitive, tuple[Node, 
     if prim is None and name == "**" and isinstance(args[1], Num) and args[1].value in (2.0, 3.0):
         prim, args = grammar.by_alias(f"**{int(args[1].value)}"), args[:1]
     if prim is None:
-        prim = grammar.by_alias(SPELLINGS.get(name, name))
+        prim = grammar.by_alias(canonical_name(name))
     if prim is None:
         rewritten = _rewrite(node, grammar)
         if rewritten is None:

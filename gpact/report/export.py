@@ -1,7 +1,7 @@
 """Export a front member: a self-contained torch module (python source), a sympy expression, or LaTeX.
 
-The torch source comes from one mapping table (sympy function -> torch source), the printing twin of
-`torchfn.UNARY`: whatever the evaluator can run, this can write, and anything else is a clear error. The
+The torch source comes from the op registry (`gpact.ops`), as the evaluator's torch functions do:
+whatever the evaluator can run, this can write, and anything else is a clear error. The
 exported expression is the one the evaluator trained (the tree's simplified form), and the generated file
 imports only torch. Named grammar primitives become small helper functions in the file: their torch
 implementation when the grammar gives one (`torch: torch.nn.functional.gelu`), else their sympy definition.
@@ -9,6 +9,7 @@ implementation when the grammar gives one (`torch: torch.nn.functional.gelu`), e
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import sympy as sp
 import torch
 
+from gpact import ops
 from gpact.errors import FormulaError, GpactError
 from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import ARGS, X
@@ -24,18 +26,6 @@ from gpact.report.show import read_front
 from gpact.run import checkpoint
 
 FORMATS = ("torch", "python", "sympy", "latex")
-
-# sympy function -> torch source; a "{}" template when it is not a plain call.
-TORCH_SOURCE: dict[type, str] = {
-    sp.exp: "torch.exp", sp.log: "torch.log", sp.sin: "torch.sin", sp.cos: "torch.cos", sp.tan: "torch.tan",
-    sp.tanh: "torch.tanh", sp.sinh: "torch.sinh", sp.cosh: "torch.cosh", sp.asinh: "torch.asinh",
-    sp.atan: "torch.atan", sp.erf: "torch.erf", sp.erfc: "torch.erfc", sp.Abs: "torch.abs", sp.sign: "torch.sign",
-    sp.Heaviside: "_heaviside", sp.sinc: "torch.sinc({} / 3.141592653589793)",  # sympy's sinc is unnormalised
-}  # fmt: skip
-_HEAVISIDE = '''def _heaviside(v: torch.Tensor) -> torch.Tensor:
-    return torch.where(v > 0, 1.0, torch.where(v < 0, 0.0, 0.5)).to(v.dtype)
-'''
-
 
 class ExportError(GpactError):
     """A front member cannot be written in the asked format."""
@@ -146,12 +136,17 @@ class _Printer:
             return f"{name}({', '.join(self.tensor(a) for a in args)})"
         if func in (sp.Max, sp.Min):
             return self._maxmin(e)
-        if func in TORCH_SOURCE and len(args) == 1:
-            src = TORCH_SOURCE[func]
-            if func is sp.Heaviside:
-                self.helpers["_heaviside"] = _HEAVISIDE
-            inner = self.expr(args[0])
-            return src.format(inner) if "{}" in src else f"{src}({inner})"
+        unary = ops.unary_operand(e)
+        if unary is not None:
+            op, arg = unary
+            src = ops.torch_source(op)
+            if not src.startswith("torch."):  # a helper of the op registry: the file carries its source,
+                name, src = src, f"_{src}"  # renamed so no grammar primitive's helper can clash with it
+                self.helpers[src] = inspect.getsource(op.torch).replace(f"def {name}(", f"def {src}(", 1)
+            inner = self.expr(arg)
+            if op.sympy_divisor != 1.0:
+                inner = f"{self._factor(arg)} / {op.sympy_divisor!r}"
+            return f"{src}({inner})"
         raise ExportError(f"no torch source for sympy function '{func}'")
 
     def _constant(self, e: sp.Expr) -> bool:

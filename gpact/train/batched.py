@@ -6,10 +6,9 @@ Here the networks of a whole chunk of candidates are stacked:
 - Parameters live in one flat buffer per chunk, each layer a contiguous [P, fan_in, fan_out] view, so
   a layer is one `baddbmm` for all P networks and Adam is a handful of elementwise ops on the buffer.
 - Forward and backward are written out by hand (no autograd graph to build every step). The
-  activation comes from `Interpreter`, which runs every candidate's `gpact.train.program` Program and yields
-  value and derivative together (dual numbers), so the backward pass through it is one multiply.
-- The interpreter groups candidates by (instruction slot, op), once per chunk: the kernels per step are
-  bounded by program length x op set, whatever the formulas are, and nothing is compiled per generation.
+  activation comes from an interpreter (`gpact.train.interpreters`), which runs every candidate's
+  `gpact.train.program` Program and yields value and derivative together (dual numbers), so the backward
+  pass through it is one multiply; nothing is compiled per generation.
 - No operation mixes networks: losses, gradients and updates are per network. A network whose loss
   turns non-finite or exceeds `clip_loss` is marked failed (on the device, no host sync) and scored
   worst, exactly as the reference evaluator would, and the other networks' numbers are the same as in a
@@ -22,361 +21,25 @@ states the tolerance). A formula the program lowering cannot express runs on the
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sympy as sp
 import torch
-import torch.nn.functional as F
 
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.train.fitness import Fitness, aggregate, evaluate_reference
+from gpact.train.interpreters import make_interpreter
 from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig, init_params, layer_sizes
-from gpact.train.program import ARITY, CONST, MAX_REGS, OPCODES, OPS, X_REG, Program, ProgramError, lower_all
+from gpact.train.program import MAX_REGS, Program, ProgramError, lower_all
 from gpact.train.reference import WORST, TrainResult
 from gpact.train.tasks import Task
 
 Progress = Callable[[int, int], None]
-KERNELS = ("auto", "loop", "torch", "triton")
-
-# ---------------------------------------------------------------------------------------------------------
-# One op on dual numbers. `a`, `b` are values ([g, M] tensors, or [g, 1] immediates); `da`, `db` their
-# derivatives, None meaning zero (a constant). Derivatives follow torch autograd's rules for the same op,
-# including the value at kinks (relu'(0) = 0, |x|'(0) = 0, max ties split evenly).
-
-_SQRT_2_OVER_PI = 2.0 / math.sqrt(math.pi)
-_Dual = tuple[torch.Tensor, torch.Tensor | None]
-
-
-def _times(f: torch.Tensor, d: torch.Tensor | None) -> torch.Tensor | None:
-    return None if d is None else f * d
-
-
-def _plus(d1: torch.Tensor | None, d2: torch.Tensor | None, sub: bool = False) -> torch.Tensor | None:
-    if d2 is None:
-        return d1
-    if d1 is None:
-        return -d2 if sub else d2
-    return d1 - d2 if sub else d1 + d2
-
-
-def _unary(name: str, a: torch.Tensor, da: torch.Tensor | None, c: torch.Tensor, deriv: bool) -> _Dual:
-    """Value and (if `deriv`) derivative of a unary op; `c` is the immediate (powi's exponent)."""
-    if name == "copy":
-        return a, da
-    if name == "neg":
-        return -a, None if da is None else -da
-    if name == "abs":
-        return a.abs(), _times(a.sign(), da) if deriv else None
-    if name in ("sign", "heaviside"):
-        v = a.sign() if name == "sign" else torch.where(a > 0, 1.0, torch.where(a < 0, 0.0, 0.5)).to(a.dtype)
-        return v, None
-    if name == "powi":
-        k = int(c.reshape(-1)[0])  # groups are split by exponent, so one k per call
-        v = a**k
-        return v, _times(k * a ** (k - 1) if k > 1 else torch.ones_like(a), da) if deriv else None
-    v = _UNARY_VALUE[name](a)
-    if not deriv or da is None:
-        return v, None
-    if name in _FUSED_CHAIN:  # autograd's own backward kernel: one pass, the reference's exact numbers
-        return v, _FUSED_CHAIN[name](da.expand_as(a), a, v)
-    return v, _UNARY_SLOPE[name](a, v) * da
-
-
-_aten = torch.ops.aten
-# op -> (da, a, value) -> da * op'(a), as torch autograd computes it for the same op
-_FUSED_CHAIN: dict[str, Callable] = {
-    "gelu": lambda da, a, v: _aten.gelu_backward(da, a),
-    "silu": lambda da, a, v: _aten.silu_backward(da, a),
-    "sigmoid": lambda da, a, v: _aten.sigmoid_backward(da, v),
-    "tanh": lambda da, a, v: _aten.tanh_backward(da, v),
-    "softplus": lambda da, a, v: _aten.softplus_backward(da, a, 1.0, 20.0),
-    "relu": lambda da, a, v: _aten.threshold_backward(da, v, 0),
-}
-
-
-_UNARY_VALUE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "recip": torch.reciprocal,
-    "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh, "sinh": torch.sinh,
-    "cosh": torch.cosh, "asinh": torch.asinh, "atan": torch.atan, "erf": torch.erf, "erfc": torch.erfc,
-    "sigmoid": torch.sigmoid, "silu": F.silu, "gelu": F.gelu, "softplus": F.softplus, "relu": torch.relu,
-    "sinc": torch.sinc,
-}  # fmt: skip
-
-
-def _sinc_slope(a: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    safe = torch.where(a == 0, 1.0, a).to(a.dtype)
-    return torch.where(a == 0, 0.0, (torch.cos(math.pi * a) - v) / safe).to(a.dtype)
-
-
-# d value / d a, given a and the value v (gelu, silu, sigmoid, tanh, softplus, relu: _FUSED_CHAIN)
-_UNARY_SLOPE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "exp": lambda a, v: v,
-    "log": lambda a, v: 1 / a,
-    "sqrt": lambda a, v: 0.5 / v,
-    "rsqrt": lambda a, v: -0.5 * v * v * v,
-    "recip": lambda a, v: -(v * v),
-    "sin": lambda a, v: torch.cos(a),
-    "cos": lambda a, v: -torch.sin(a),
-    "tan": lambda a, v: 1 + v * v,
-    "sinh": lambda a, v: torch.cosh(a),
-    "cosh": lambda a, v: torch.sinh(a),
-    "asinh": lambda a, v: torch.rsqrt(a * a + 1),
-    "atan": lambda a, v: 1 / (a * a + 1),
-    "erf": lambda a, v: _SQRT_2_OVER_PI * torch.exp(-a * a),
-    "erfc": lambda a, v: -_SQRT_2_OVER_PI * torch.exp(-a * a),
-    "sinc": _sinc_slope,
-}
-
-
-def _binary(name: str, a: torch.Tensor, da, b: torch.Tensor, db, deriv: bool) -> _Dual:
-    if name == "add":
-        return a + b, _plus(da, db) if deriv else None
-    if name == "sub":
-        return a - b, _plus(da, db, sub=True) if deriv else None
-    if name == "mul":
-        return a * b, _plus(_times(b, da), _times(a, db)) if deriv else None
-    if name == "div":
-        v = a / b
-        return v, _plus(None if da is None else da / b, _times(v / b, db), sub=True) if deriv else None
-    if name in ("max", "min"):
-        v = torch.maximum(a, b) if name == "max" else torch.minimum(a, b)
-        if not deriv or (da is None and db is None):
-            return v, None
-        zero = torch.zeros((), dtype=v.dtype, device=v.device)
-        da_, db_ = (zero if da is None else da), (zero if db is None else db)
-        first = a > b if name == "max" else a < b
-        second = a < b if name == "max" else a > b
-        return v, torch.where(first, da_, torch.where(second, db_, (da_ + db_) * 0.5))
-    if name == "pow":
-        v = torch.pow(a, b)
-        if not deriv:
-            return v, None
-        d_a = None if da is None else torch.where(b == 0, 0.0, b * torch.pow(a, b - 1)).to(v.dtype) * da
-        d_b = None if db is None else torch.where((a == 0) & (b >= 0), 0.0, v * torch.log(a)).to(v.dtype) * db
-        return v, _plus(d_a, d_b)
-    raise ValueError(f"unknown binary op {name}")
-
-
-def apply_op(op: int, a: torch.Tensor, da=None, b: torch.Tensor | None = None, db=None,
-             c: float | torch.Tensor = 0.0, deriv: bool = True) -> _Dual:
-    """One base op on dual numbers (the torch backend's rule; the Triton kernel must agree with it)."""
-    name, arity = OPS[op]
-    c = c if isinstance(c, torch.Tensor) else torch.tensor([[c]], dtype=a.dtype, device=a.device)
-    if name == "const":
-        return c.expand_as(a), None
-    if arity == 1:
-        return _unary(name, a, da, c, deriv)
-    return _binary(name, a, da, b, db, deriv)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The interpreter
-
-
-Rows = torch.Tensor | slice  # register rows: an index tensor, or a slice when they are consecutive
-
-
-@dataclass(frozen=True)
-class _Group:
-    """The candidates that run the same op at the same instruction slot."""
-
-    op: int
-    n: int  # candidates in the group
-    dst: Rows  # flat register rows (reg * C + candidate) written
-    a: Rows | None  # flat register rows read, or None for the immediate
-    b: Rows | None
-    c: torch.Tensor  # [n, 1] immediates
-
-
-def _read(regs: torch.Tensor, rows: Rows) -> torch.Tensor:
-    return regs[rows] if isinstance(rows, slice) else regs.index_select(0, rows)
-
-
-def _write(regs: torch.Tensor, rows: Rows, value: torch.Tensor) -> None:
-    if isinstance(rows, slice):
-        regs[rows] = value
-    else:
-        regs.index_copy_(0, rows, value.expand(len(rows), regs.shape[1]))
-
-
-class Interpreter:
-    """Runs C programs, one per candidate, on a [C, M] input; returns value and derivative, [C, M] each.
-
-    The register file is a [(regs + 1) * C, M] buffer (row reg * C + c), reused across calls; register 0
-    holds the input with derivative 1. Every instruction of every program becomes one row of a group;
-    a group is one gather, one op, one scatter (views instead, where its rows are consecutive: always
-    for a group of one, common when formulas differ).
-    """
-
-    def __init__(self, programs: Sequence[Program], device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32):
-        self.C = len(programs)
-        self.n_regs = max([p.n_regs for p in programs] + [0])
-        self.device, self.dtype = torch.device(device), dtype
-        self.groups = self._build_groups(programs)
-        self.out = torch.tensor([p.out * self.C + i for i, p in enumerate(programs)], device=self.device)
-        self.identity = all(p.out == 0 for p in programs)
-        self._regs: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def _rows(self, rows: list[int]) -> Rows:
-        if rows == list(range(rows[0], rows[0] + len(rows))):
-            return slice(rows[0], rows[0] + len(rows))
-        return torch.tensor(rows, dtype=torch.long, device=self.device)
-
-    def _build_groups(self, programs: Sequence[Program]) -> list[_Group]:
-        C, groups = self.C, []
-        for slot in range(max([len(p.instrs) for p in programs] + [0])):
-            by_key: dict[tuple, list] = defaultdict(list)
-            for i, p in enumerate(programs):
-                if slot < len(p.instrs):
-                    ins = p.instrs[slot]
-                    arity = ARITY[ins.op]
-                    a_const = arity < 1 or ins.a == CONST
-                    b_const = arity < 2 or ins.b == CONST
-                    k = ins.c if OPS[ins.op][0] == "powi" else None  # one exponent per group
-                    by_key[(ins.op, a_const, b_const, k)].append((i, ins))
-            for (op, a_const, b_const, k), rows in by_key.items():
-                # powi's exponent is read on the host (a loop count): kept on the CPU, no device sync per step
-                where = self.device if k is None else torch.device("cpu")
-                groups.append(_Group(
-                    op=op,
-                    n=len(rows),
-                    dst=self._rows([ins.dst * C + i for i, ins in rows]),
-                    a=None if a_const else self._rows([ins.a * C + i for i, ins in rows]),
-                    b=None if b_const else self._rows([ins.b * C + i for i, ins in rows]),
-                    c=torch.tensor([[ins.c] for _, ins in rows], dtype=self.dtype, device=where),
-                ))
-        return groups
-
-    def _registers(self, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = (self.n_regs + 1) * self.C
-        if self._regs is None or self._regs[0].shape != (rows, m):
-            values = torch.empty(rows, m, dtype=self.dtype, device=self.device)
-            slopes = torch.zeros(rows, m, dtype=self.dtype, device=self.device)
-            slopes[: self.C] = 1.0  # d x / d x
-            self._regs = (values, slopes)
-        return self._regs
-
-    def __call__(self, z: torch.Tensor, deriv: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """act(z) and (if `deriv`) act'(z), row c of z through program c."""
-        if self.identity:
-            return z, torch.ones_like(z) if deriv else None
-        m = z.shape[1]
-        values, slopes = self._registers(m)
-        values[: self.C].copy_(z)
-        for g in self.groups:
-            av = g.c if g.a is None else _read(values, g.a)
-            bv = g.c if g.b is None else _read(values, g.b)
-            ad = None if g.a is None or not deriv else _read(slopes, g.a)
-            bd = None if g.b is None or not deriv else _read(slopes, g.b)
-            if ARITY[g.op] == 0:
-                av = values.new_empty(g.n, m)
-            v, d = apply_op(g.op, av, ad, bv, bd, g.c, deriv)
-            _write(values, g.dst, v.expand(g.n, m))
-            if deriv:
-                _write(slopes, g.dst, torch.zeros((), dtype=self.dtype, device=self.device) if d is None else d)
-        return values.index_select(0, self.out), slopes.index_select(0, self.out) if deriv else None
-
-
-class LoopInterpreter:
-    """The CPU form of Interpreter: same ops and numbers, walked candidate by candidate in cache-sized blocks.
-
-    On a CPU, launches are cheap and memory traffic is what costs: running one candidate's whole program
-    on a block of its row keeps the block in cache across instructions, where the grouped interpreter
-    streams the whole register file through memory once per instruction slot.
-    """
-
-    BLOCK = 1 << 17  # floats per block (512 KiB in float32): big blocks, few calls; a block stays in L2-L3
-
-    def __init__(self, programs: Sequence[Program], device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32):
-        self.programs = list(programs)
-        self.device, self.dtype = torch.device(device), dtype
-        self.consts = [[torch.tensor([[i.c]], dtype=dtype, device=self.device) for i in p.instrs] for p in programs]
-
-    def __call__(self, z: torch.Tensor, deriv: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        v_out = torch.empty_like(z)
-        d_out = torch.empty_like(z) if deriv else None
-        n_threads = min(torch.get_num_threads(), len(self.programs))
-        if n_threads <= 1:
-            self._run(range(len(self.programs)), z, v_out, d_out, deriv)
-            return v_out, d_out
-        # torch ops release the GIL: threads over disjoint candidates use the cores that small ops leave idle
-        parts = [range(i, len(self.programs), n_threads) for i in range(n_threads)]
-        list(_pool(n_threads).map(lambda part: self._run(part, z, v_out, d_out, deriv), parts))
-        return v_out, d_out
-
-    def _run(self, cands: range, z: torch.Tensor, v_out: torch.Tensor, d_out: torch.Tensor | None,
-             deriv: bool) -> None:
-        m = z.shape[1]
-        for start in range(0, m, self.BLOCK):
-            cols = slice(start, min(m, start + self.BLOCK))
-            ones = torch.ones(1, cols.stop - cols.start, dtype=self.dtype, device=self.device)
-            for c in cands:
-                prog = self.programs[c]
-                regs = {X_REG: (z[c: c + 1, cols], ones)}
-                for ins, k in zip(prog.instrs, self.consts[c], strict=True):
-                    arity = ARITY[ins.op]
-                    a, da = (k, None) if arity < 1 or ins.a == CONST else regs[ins.a]
-                    b, db = (k, None) if arity < 2 or ins.b == CONST else regs[ins.b]
-                    if arity == 0:
-                        a = ones
-                    regs[ins.dst] = apply_op(ins.op, a, da if deriv else None, b, db if deriv else None, k, deriv)
-                v, d = regs[prog.out]
-                v_out[c: c + 1, cols] = v
-                if deriv:
-                    d_out[c: c + 1, cols] = 0.0 if d is None else d
-
-
-@functools.cache
-def _pool(n: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(n, thread_name_prefix="gpact-act")
-
-
-def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: torch.dtype = torch.float32,
-                     kernel: str = "auto"):
-    """The activation backend: on CPU the loop interpreter; on CUDA the Triton kernel (float32, every op
-    supported), else the grouped torch interpreter.
-
-    `kernel` (or the GPACT_KERNEL environment variable, when `kernel` is "auto") forces a choice; forcing
-    "triton" where it cannot run is an error. With TRITON_INTERPRET=1 the kernel also runs on CPU (slowly).
-    """
-    kernel = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
-    if kernel not in KERNELS:
-        raise ConfigError(f"unknown kernel '{kernel}' (choose from {', '.join(KERNELS)})")
-    if kernel == "loop" or (kernel == "auto" and device.type == "cpu"):
-        return LoopInterpreter(programs, device, dtype)
-    if kernel == "torch":
-        return Interpreter(programs, device, dtype)
-    try:
-        from gpact.train.kernels.triton_act import TritonInterpreter, triton_supports
-    except ImportError:
-        if kernel == "triton":
-            raise ConfigError("kernel 'triton' needs the triton package (pip install triton)") from None
-        return Interpreter(programs, device, dtype)
-    runs_here = device.type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
-    usable = runs_here and dtype == torch.float32 and triton_supports(programs)
-    if kernel == "triton" and not usable:
-        raise ConfigError("kernel 'triton' needs a CUDA device (or TRITON_INTERPRET=1), float32 and ops it "
-                          "supports; use GPACT_KERNEL=loop or torch (gpact bench: --kernel)")
-    return TritonInterpreter(programs, device) if usable else Interpreter(programs, device, dtype)
-
-
-def run_programs(programs: Sequence[Program], x: torch.Tensor, deriv: bool = True):
-    """Each program on the same input x (any shape); returns ([C, *x.shape] values, derivatives)."""
-    interp = Interpreter(programs, x.device, x.dtype)
-    flat = x.reshape(1, -1).expand(len(programs), -1).contiguous()
-    v, d = interp(flat, deriv)
-    shape = (len(programs), *x.shape)
-    return v.reshape(shape), None if d is None else d.reshape(shape)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Training
@@ -660,6 +323,5 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
 
 __all__ = [
-    "KERNELS", "Interpreter", "make_interpreter", "apply_op", "run_programs", "train_batched", "evaluate_batched",
-    "chunk_candidates", "bytes_per_candidate", "memory_budget", "resolve_device", "OPCODES",
+    "train_batched", "evaluate_batched", "chunk_candidates", "bytes_per_candidate", "memory_budget", "resolve_device",
 ]  # fmt: skip

@@ -3,8 +3,9 @@
 Every candidate becomes a short list of instructions `dst = op(a, b)` over a few registers. All
 candidates share one op set, so an interpreter (the grouped torch backend in `gpact.train.batched`, the
 Triton kernel in `gpact.train.kernels`) runs a whole population with a fixed number of kernels, whatever
-the formulas are. Each op has a value rule and a derivative rule: backends carry (value, d/dx) as a
-dual number, so the backward pass through the activation is one multiply by the saved derivative.
+the formulas are. The op set is the op registry (`gpact.ops`): each op has a value rule and a derivative
+rule, and backends carry (value, d/dx) as a dual number (`gpact.train.dual`), so the backward pass
+through the activation is one multiply by the saved derivative.
 
 Operands: register 0 is the input x (derivative 1), registers 1..n_regs are scratch, `CONST` is the
 instruction's immediate `c` (derivative 0). An instruction never writes one of its own operands, so
@@ -20,17 +21,17 @@ batched evaluator scores that candidate on the reference path (slow, but exact).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sympy as sp
 import torch
-import torch.nn.functional as F
 
+from gpact import ops
 from gpact.errors import GpactError
 from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import ARGS, X
+from gpact.train.dual import apply_op
 
 MAX_REGS = 8  # scratch registers a program may use (the Triton kernel keeps them all live)
 X_REG = 0
@@ -39,69 +40,6 @@ CONST = -1
 
 class ProgramError(GpactError):
     """A formula cannot be lowered to the base op set (it runs on the reference path instead)."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The base op set: (name, arity). The opcode is the index. Backends implement every op in this table;
-# tests check them against torch autograd.
-
-OPS: tuple[tuple[str, int], ...] = (
-    ("nop", 0),
-    ("const", 0),  # c
-    ("copy", 1),
-    ("neg", 1),
-    ("abs", 1),
-    ("sign", 1),
-    ("heaviside", 1),  # 1 for a > 0, 0 for a < 0, 1/2 at 0
-    ("exp", 1),
-    ("log", 1),
-    ("sqrt", 1),
-    ("rsqrt", 1),
-    ("recip", 1),
-    ("sin", 1),
-    ("cos", 1),
-    ("tan", 1),
-    ("tanh", 1),
-    ("sinh", 1),
-    ("cosh", 1),
-    ("asinh", 1),
-    ("atan", 1),
-    ("erf", 1),
-    ("erfc", 1),
-    ("sigmoid", 1),
-    ("silu", 1),
-    ("gelu", 1),  # exact (erf) form
-    ("softplus", 1),  # torch's: threshold 20
-    ("relu", 1),
-    ("sinc", 1),  # normalised: sin(pi a) / (pi a), torch.sinc
-    ("powi", 1),  # a ** c, c a small integer >= 1
-    ("add", 2),
-    ("sub", 2),
-    ("mul", 2),
-    ("div", 2),
-    ("max", 2),  # ties: derivative is the mean of both sides, as torch.maximum's backward
-    ("min", 2),
-    ("pow", 2),  # a ** b, general
-)
-OPCODES: dict[str, int] = {name: i for i, (name, _) in enumerate(OPS)}
-ARITY: tuple[int, ...] = tuple(n for _, n in OPS)
-
-# sympy builtins -> base op, as gpact.expr.torchfn.UNARY maps them.
-_SYMPY_UNARY: dict[type, str] = {
-    sp.exp: "exp", sp.log: "log", sp.sin: "sin", sp.cos: "cos", sp.tan: "tan", sp.tanh: "tanh",
-    sp.sinh: "sinh", sp.cosh: "cosh", sp.asinh: "asinh", sp.atan: "atan", sp.erf: "erf", sp.erfc: "erfc",
-    sp.Abs: "abs", sp.sign: "sign", sp.Heaviside: "heaviside",
-}  # fmt: skip
-
-# torch callables a primitive may name (`torch: ...`) -> base op with the same semantics.
-TORCH_UNARY: dict[object, str] = {
-    torch.relu: "relu", F.relu: "relu", torch.sigmoid: "sigmoid", F.gelu: "gelu", F.silu: "silu",
-    F.softplus: "softplus", torch.sinc: "sinc", torch.tanh: "tanh", torch.sin: "sin", torch.cos: "cos",
-    torch.tan: "tan", torch.exp: "exp", torch.log: "log", torch.erf: "erf", torch.erfc: "erfc",
-    torch.abs: "abs", torch.sign: "sign", torch.atan: "atan", torch.asinh: "asinh", torch.sinh: "sinh",
-    torch.cosh: "cosh", torch.sqrt: "sqrt", torch.rsqrt: "rsqrt", torch.reciprocal: "recip",
-    torch.neg: "neg",
-}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -125,7 +63,7 @@ class Program:
 
         lines = []
         for i in self.instrs:
-            name, arity = OPS[i.op]
+            name, arity = ops.TABLE[i.op].name, ops.TABLE[i.op].arity
             args = [opnd(i.a, i.c), opnd(i.b, i.c)][:arity]
             extra = [f"{i.c:g}"] if name in ("const", "powi") else []
             lines.append(f"r{i.dst} = {name}({', '.join(args + extra)})")
@@ -186,15 +124,18 @@ class _Builder:
         func = e.func
         if isinstance(func, sp.core.function.UndefinedFunction):
             return self.named(str(func), [self.lower(a, env) for a in e.args])
-        if func in _SYMPY_UNARY and len(e.args) == 1:
-            return self.unary(_SYMPY_UNARY[func], self.lower(e.args[0], env))
-        if func is sp.sinc and len(e.args) == 1:  # sympy's sin(a)/a; torchfn runs torch.sinc(a / pi)
-            return self.unary("sinc", self.binary("div", self.lower(e.args[0], env), math.pi))
-        if func in (sp.Max, sp.Min):
-            op = "max" if func is sp.Max else "min"
+        unary = ops.unary_operand(e)
+        if unary is not None:
+            op, operand = unary
+            arg = self.lower(operand, env)
+            if op.sympy_divisor != 1.0:  # sympy's sinc(a) is torch.sinc(a / pi), as torchfn runs it
+                arg = self.binary("div", arg, op.sympy_divisor)
+            return self.unary(op.name, arg)
+        op = ops.for_sympy(func)
+        if op is not None and op.arity == 2:  # Max, Min: n-ary in sympy, folded left
             acc = self.lower(e.args[0], env)
             for arg in e.args[1:]:
-                acc = self.binary(op, acc, self.lower(arg, env))
+                acc = self.binary(op.name, acc, self.lower(arg, env))
             return acc
         raise ProgramError(f"no base op for sympy function '{func}'")
 
@@ -251,17 +192,13 @@ def base_op_of(prim: Primitive) -> str | None:
     """The base op a named unary primitive's torch callable is, if any."""
     if prim.arity != 1 or prim.source == "sympy":
         return None
-    try:
-        return TORCH_UNARY.get(prim.fn)
-    except TypeError:  # unhashable callable
-        return None
+    op = ops.for_torch(prim.fn)
+    return op.name if op is not None else None
 
 
 def _eval_unary(op: str, u: float) -> float:
-    """A unary op on a constant, in float32 through the torch backend's own rule (rare: sympy folds most)."""
-    from gpact.train.batched import apply_op  # local: batched imports this module
-
-    v, _ = apply_op(OPCODES[op], torch.tensor([[u]], dtype=torch.float32), deriv=False)
+    """A unary op on a constant, in float32 through the interpreters' own rule (rare: sympy folds most)."""
+    v, _ = apply_op(ops.opcode(op), torch.tensor([[u]], dtype=torch.float32), deriv=False)
     return float(v.reshape(-1)[0])
 
 
@@ -292,7 +229,7 @@ def _lower(expr: sp.Expr, grammar: Grammar | None, max_regs: int, share: bool) -
     except RecursionError:
         raise ProgramError("formula too deep") from None
     if isinstance(root, float):
-        return Program((Instr(OPCODES["const"], 1, CONST, CONST, root),), 1, 1)
+        return Program((Instr(ops.opcode("const"), 1, CONST, CONST, root),), 1, 1)
     if root == -1:
         return Program((), X_REG, 0)
     order = _schedule(b.nodes, root, share)
@@ -340,8 +277,8 @@ def _allocate(nodes: list[_Node], order: list[int], root: int, max_regs: int) ->
         operands.append([where[a] for a in nodes[n].args if isinstance(a, int) and a >= 0])
         where[n] = pos
     last: dict[int, int] = {}
-    for pos, ops in enumerate(operands):
-        for p in ops:
+    for pos, uses in enumerate(operands):
+        for p in uses:
             last[p] = pos
     free = list(range(max_regs, 0, -1))
     reg_of: dict[int, int] = {}
@@ -365,7 +302,7 @@ def _allocate(nodes: list[_Node], order: list[int], root: int, max_regs: int) ->
             else:
                 regs_c.append(reg_of[next(it)])
         regs_c += [X_REG] * (2 - len(regs_c))
-        instrs.append(Instr(OPCODES[node.op], dst, regs_c[0], regs_c[1], c))
+        instrs.append(Instr(ops.opcode(node.op), dst, regs_c[0], regs_c[1], c))
         reg_of[pos] = dst
         for p in set(operands[pos]):
             if last.get(p) == pos:

@@ -1,12 +1,12 @@
 """One Triton kernel that runs every candidate's activation program, value and derivative together.
 
-The torch interpreter (gpact.train.batched.Interpreter) launches a gather, an op and a scatter per
+The torch interpreter (gpact.train.interpreters.Interpreter) launches a gather, an op and a scatter per
 (instruction slot, op) group; on a GPU those launches, and the register file's trips through memory,
 dominate. Here one kernel launch covers the whole population: program instance (c, block) loads a
 block of candidate c's pre-activations, keeps x and 8 registers (value and slope) in registers, walks
 candidate c's instructions with warp-uniform branches on the opcode, and writes act and act' once.
 
-Each op's rule is the torch backend's (gpact.train.batched.apply_op), written with Triton's math; the
+Each op's rule is the torch backend's (gpact.train.dual.apply_op), written with Triton's math; the
 results agree to float32 rounding, not bit for bit. Ops Triton has no good form for (`SUPPORTED`
 says which) make `triton_supports` false, and the batched evaluator keeps the torch interpreter.
 Tested on CPU with TRITON_INTERPRET=1 (tests/test_triton_act.py).
@@ -21,12 +21,13 @@ import torch
 import triton
 import triton.language as tl
 
-from gpact.train.program import CONST, MAX_REGS, OPCODES, OPS, Program
+from gpact import ops
+from gpact.train.program import CONST, MAX_REGS, Program
 
-SUPPORTED = frozenset(OPCODES) - {"pow", "atan"}
+SUPPORTED = frozenset(op.name for op in ops.TABLE if op.triton)  # the rows this kernel has a rule for
 BLOCK = 1024
 
-_C = {name: tl.constexpr(code) for name, code in OPCODES.items()}
+_C = {op.name: tl.constexpr(ops.opcode(op.name)) for op in ops.TABLE if op.triton}
 _CONST, _COPY, _NEG, _ABS, _SIGN, _HEAVI = _C["const"], _C["copy"], _C["neg"], _C["abs"], _C["sign"], _C["heaviside"]
 _EXP, _LOG, _SQRT, _RSQRT, _RECIP = _C["exp"], _C["log"], _C["sqrt"], _C["rsqrt"], _C["recip"]
 _SIN, _COS, _TAN, _TANH, _SINH, _COSH, _ASINH = _C["sin"], _C["cos"], _C["tan"], _C["tanh"], _C["sinh"], \
@@ -64,7 +65,7 @@ def _tanh(a):
 
 @triton.jit
 def _op(op, a, da, b, db, k):
-    """Value and slope of one op on dual numbers (see gpact.train.batched.apply_op for the reference rules)."""
+    """Value and slope of one op on dual numbers (see gpact.train.dual.apply_op for the reference rules)."""
     zero = a * 0.0
     v = a
     d = da
@@ -237,11 +238,11 @@ def _act_kernel(z_ptr, v_ptr, d_ptr, code_ptr, imm_ptr, len_ptr, out_ptr, M, L, 
 
 def triton_supports(programs: Sequence[Program]) -> bool:
     """Whether every op of every program has a kernel rule (else the torch interpreter runs them)."""
-    return all(OPS[i.op][0] in SUPPORTED for p in programs for i in p.instrs)
+    return all(ops.TABLE[i.op].triton for p in programs for i in p.instrs)
 
 
 class TritonInterpreter:
-    """Drop-in for gpact.train.batched.Interpreter (float32): one kernel launch per call."""
+    """Drop-in for gpact.train.interpreters.Interpreter (float32): one kernel launch per call."""
 
     def __init__(self, programs: Sequence[Program], device: torch.device | str):
         self.C = len(programs)
