@@ -17,6 +17,7 @@ Slope rules follow torch autograd for the same op, including the value at kinks 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -273,13 +274,26 @@ def costs() -> dict[str, float]:
     return out
 
 
+def torch_name(fn: object) -> str | None:
+    """The dotted public torch name of a callable (torch.exp, torch.nn.functional.gelu), if it has one."""
+    name = getattr(fn, "__name__", "")
+    for prefix, module in (("torch", torch), ("torch.nn.functional", F), ("torch.special", torch.special)):
+        if name and getattr(module, name, None) is fn:
+            return f"{prefix}.{name}"
+    with warnings.catch_warnings():  # some torch attributes warn when touched
+        warnings.simplefilter("ignore")
+        for prefix, module in (("torch", torch), ("torch.nn.functional", F), ("torch.special", torch.special)):
+            for attr in dir(module):  # an alias (torch.special.expit is torch.sigmoid)
+                if not attr.startswith("_") and getattr(module, attr, None) is fn:
+                    return f"{prefix}.{attr}"
+    return None
+
+
 def torch_source(op: Op) -> str:
     """How generated Python calls the op: `torch.exp`, `torch.nn.functional.gelu`, or a helper of this module."""
-    fn = op.torch
-    name = getattr(fn, "__name__", "")
-    for prefix, module in (("torch.", torch), ("torch.nn.functional.", F)):
-        if getattr(module, name, None) is fn:
-            return prefix + name
-    if getattr(fn, "__module__", None) == __name__:
-        return name  # a helper here (heaviside): export copies its source
+    name = torch_name(op.torch)
+    if name is not None:
+        return name
+    if getattr(op.torch, "__module__", None) == __name__:
+        return op.torch.__name__  # a helper here (heaviside): export copies its source
     raise ValueError(f"op '{op.name}' has no importable torch name")

@@ -10,16 +10,14 @@ implementation when the grammar gives one (`torch: torch.nn.functional.gelu`), e
 from __future__ import annotations
 
 import inspect
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
-import torch
 
 from gpact import ops
 from gpact.errors import FormulaError, GpactError
-from gpact.expr.grammar import Grammar, Primitive
+from gpact.expr.grammar import Grammar
 from gpact.expr.symbolic import ARGS, X
 from gpact.expr.trees import analyse, formula_to_sympy
 from gpact.report.show import read_front
@@ -216,7 +214,7 @@ class _Printer:
         if prim is None:
             raise ExportError(f"unknown primitive '{name}'")
         params = ", ".join(f"{a.name}: torch.Tensor" for a in ARGS[:prim.arity])
-        path = _torch_path(prim) if prim.source == "torch" else None
+        path = ops.torch_name(prim.fn) if prim.source == "torch" else None
         if path is not None:
             body = f"return {path}({', '.join(a.name for a in ARGS[:prim.arity])})"
             note = f"grammar primitive '{name}' (torch: {path})"
@@ -232,18 +230,6 @@ class _Printer:
                               "it cannot be written as a self-contained module")
         self.helpers[name] = (f"def {name}({params}) -> torch.Tensor:\n    \"\"\"{note}\"\"\"\n    {body}\n")
         return name
-
-
-def _torch_path(prim: Primitive) -> str | None:
-    """The dotted torch name of a primitive's callable (torch.relu, torch.nn.functional.gelu), if it has one."""
-    with warnings.catch_warnings():  # some torch attributes warn when touched
-        warnings.simplefilter("ignore")
-        for prefix, module in (("torch", torch), ("torch.nn.functional", torch.nn.functional),
-                               ("torch.special", torch.special)):
-            for attr in dir(module):
-                if not attr.startswith("_") and getattr(module, attr, None) is prim.fn:
-                    return f"{prefix}.{attr}"
-    return None
 
 
 def torch_source(member: Member, trainable: bool = False) -> str:
