@@ -1,0 +1,102 @@
+"""A score that asks "does it beat GELU, everywhere?": log-ratios to GELU with a tail term.
+
+The geometric mean of raw OOD losses lets one catastrophic task hide behind seven good ones, and its
+scale is set by whichever task has the largest losses. Here every (task, seed, protocol) network is
+compared with GELU trained under the very same task, seed and protocol:
+
+    r_i   = log(ood_loss_i / gelu_ood_loss_i)      (0: as good as GELU, < 0: better)
+    score = mean(r) + tail_weight * CVaR_q(r)      (CVaR_q: the mean of the worst q-fraction of r)
+
+so a function must be good on average AND not terrible anywhere. A failed network (non-finite or
+diverged training) counts as FAIL_LOG_RATIO, far worse than any trained one. Scores print as ratios to
+GELU, exp(score): 0.8 means about 20% lower OOD loss than GELU. `spearman` measures how well one score
+predicts another (the search score against the validation score of a run).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpact.errors import ConfigError
+from gpact.train.reference import WORST, TrainResult
+
+FAIL_LOG_RATIO = math.log(WORST)  # a failed network: as if its loss were WORST against a GELU loss of 1
+LOSS_FLOOR = 1e-12  # losses are floored before logs, so an exact fit is not -inf
+
+
+@dataclass(frozen=True)
+class TailScore:
+    """A candidate's generalization score (lower is better) and its parts."""
+
+    score: float  # mean + tail_weight * cvar, in log-ratio units
+    mean: float
+    cvar: float
+    n: int  # (task, seed, protocol) networks it averages over
+    failed: int
+
+    @property
+    def vs_gelu(self) -> float:
+        """The score as a ratio to GELU: exp(score)."""
+        return math.exp(min(self.score, 700.0))
+
+
+def log_ratio(result: TrainResult, reference: TrainResult) -> float:
+    """log(OOD loss / GELU's OOD loss) for one network; failures (either side) count as FAIL_LOG_RATIO.
+
+    A GELU network that failed gives no yardstick: the pair is scored as a failure of the candidate only
+    when the candidate failed too, else as a tie (0), so a task where GELU breaks neither rewards nor
+    punishes anyone.
+    """
+    if result.diverged or result.ood_loss >= WORST:
+        return FAIL_LOG_RATIO
+    if reference.diverged or reference.ood_loss >= WORST:
+        return 0.0
+    return math.log(max(result.ood_loss, LOSS_FLOOR)) - math.log(max(reference.ood_loss, LOSS_FLOOR))
+
+
+def cvar(values: Sequence[float], q: float) -> float:
+    """Mean of the worst (largest) ceil(q * n) values: the tail a plain mean hides."""
+    if not values:
+        raise ConfigError("cvar needs at least one value")
+    if not 0 < q <= 1:
+        raise ConfigError(f"tail fraction must be in (0, 1], got {q}")
+    k = max(1, math.ceil(q * len(values)))
+    return float(np.mean(sorted(values, reverse=True)[:k]))
+
+
+def tail_score(results: Mapping[str, TrainResult], references: Mapping[str, TrainResult],
+               tail: float = 0.25, tail_weight: float = 1.0) -> TailScore:
+    """Score networks keyed by (task, seed, protocol) id against GELU's networks under the same keys."""
+    missing = set(results) - set(references)
+    if missing:
+        raise ConfigError(f"no GELU reference for {sorted(missing)[:3]}")
+    if not results:
+        raise ConfigError("tail_score needs at least one network")
+    ratios = [log_ratio(results[k], references[k]) for k in sorted(results)]
+    mean, tail_mean = float(np.mean(ratios)), cvar(ratios, tail)
+    failed = sum(1 for r in results.values() if r.diverged or r.ood_loss >= WORST)
+    return TailScore(mean + tail_weight * tail_mean, mean, tail_mean, len(ratios), failed)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (ties share their mean rank); nan when either side is constant."""
+    if len(x) != len(y) or len(x) < 2:
+        raise ConfigError("spearman needs two sequences of equal length >= 2")
+    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(len(v), dtype=float)
+    for value in np.unique(v):  # ties: their mean rank
+        tied = v == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
