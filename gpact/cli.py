@@ -13,6 +13,7 @@ import click
 from gpact.config import RunConfig
 from gpact.errors import GpactError
 from gpact.search.llm import LLMConfig
+from gpact.search.strategy import STRATEGIES
 
 
 class _Group(click.Group):
@@ -38,6 +39,8 @@ def main() -> None:
               help="Grammar file, or the name of a shipped one (full, minimal, ...).")
 @click.option("--generations", type=int, default=RunConfig.generations, show_default=True,
               help="Generations after the initial population (on --resume: the new total).")
+@click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=RunConfig.strategy, show_default=True,
+              help="How the next candidates are chosen: gp (NSGA-II over trees).")
 @click.option("--time-limit", default="0", show_default=True,
               help="Stop at the first generation boundary after this wall time (90s, 30m, 2h); 0: none.")
 @click.option("--max-evals", type=int, default=RunConfig.max_evals, show_default=True,
@@ -82,7 +85,7 @@ def main() -> None:
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, holdout, out_dir, run_id, llm_base_url, llm_model, llm_api_key_env, llm_rate,
-        llm_mutation_rate, llm_max_calls, llm_timeout, backend, workers, ray_address, chunk_timeout):
+        llm_mutation_rate, llm_max_calls, llm_timeout, backend, workers, ray_address, chunk_timeout, strategy):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -102,7 +105,8 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     out_dir=out_dir, run_id=run_id,
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
-                    backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout)
+                    backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
+                    strategy=strategy)
     sys.exit(run_search(cfg, echo=click.echo).exit_code)
 
 

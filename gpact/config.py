@@ -37,6 +37,7 @@ class RunConfig:
     workers: int = 0  # process/ray workers; 0: one per GPU, else one per CPU core
     ray_address: str = ""  # "": start a local Ray; "auto" or host:port: join a running cluster
     chunk_timeout: float = 0.0  # seconds a worker may spend on one chunk before it is replaced; 0: no limit
+    strategy: str = "gp"  # gpact.search.strategy.STRATEGIES: how the next candidates are chosen
 
     def __post_init__(self) -> None:
         checks = [

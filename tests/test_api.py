@@ -2,10 +2,11 @@
 
 import torch
 
+from gpact.backends.pools import SerialBackend
 from gpact.config import RunConfig
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.run.runner import run
-from gpact.search.gp import score_formulas
+from gpact.search.records import score_on_suite
 from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
@@ -20,5 +21,5 @@ def test_readme_python_api(tmp_path):
     assert result.rows and result.rows[0]["formula"]
     assert (tmp_path / "api" / "pareto.csv").exists()
     assert grammar.primitives["bump"].source == "import"
-    (rec,) = score_formulas(["bump(x) + x"], grammar, make_suite("smoke", n_train=32, n_ood=32), cfg)
+    (rec,) = score_on_suite(["bump(x) + x"], grammar, make_suite("smoke", n_train=32, n_ood=32), cfg, SerialBackend())
     assert rec.formula == "x + bump(x)" and rec.ok and rec.flops == 8

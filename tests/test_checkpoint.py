@@ -12,13 +12,15 @@ import numpy as np
 import pytest
 import torch
 
+from gpact.backends.pools import SerialBackend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.run import checkpoint
 from gpact.run.runner import run
 from gpact.run.stopping import Stopper, parse_duration
-from gpact.search.gp import Search, State
+from gpact.search.gp import Search
 from gpact.search.llm import LLMConfig
+from gpact.search.records import State
 from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
@@ -45,7 +47,7 @@ def test_checkpoint_is_plain_json_and_restores_the_population_exactly(tmp_path):
     ckpt = checkpoint.load(res.run_dir)
     assert ckpt.state.records == res.state.records and ckpt.state.evaluations == res.state.evaluations
     search = Search(ckpt_cfg := RunConfig.from_dict(ckpt.config), checkpoint.run_grammar(res.run_dir),
-                    make_suite("smoke", n_train=ckpt_cfg.n_train, n_ood=ckpt_cfg.n_ood))
+                    make_suite("smoke", n_train=ckpt_cfg.n_train, n_ood=ckpt_cfg.n_ood), SerialBackend())
     pop = checkpoint.restore_population(search, ckpt)
     assert [str(p) for p in pop] == res.state.population
     for ind, m in zip(pop, data["population"], strict=True):

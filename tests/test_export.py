@@ -17,7 +17,7 @@ from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
 from gpact.report.export import ExportError, Member, expand_primitives, export, front_member
 from gpact.report.tables import front_rows, to_csv
 from gpact.run import rundir
-from gpact.search.gp import Record
+from gpact.search.records import Record
 
 FULL = load_grammar("full")
 # Every kind of node the printer handles: named primitives with a torch path, inline ones, protected

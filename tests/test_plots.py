@@ -11,7 +11,7 @@ from gpact.expr.grammar import resolve_path
 from gpact.report import plots
 from gpact.report.tables import front_rows, to_csv
 from gpact.run import rundir
-from gpact.search.gp import Record
+from gpact.search.records import Record
 
 FRONT = [("gelu(x) + 0.1*sin(x)", 14.0, 0.5), ("relu(x)", 1.0, 0.9), ("x*x*x + x", 3.0, 0.7), ("x", 0.0, 1.2)]
 

@@ -7,7 +7,7 @@ from rich.console import Console
 
 from gpact.config import RunConfig
 from gpact.run.progress import Display, Meter, fmt_duration, hit_rate, time_left
-from gpact.search.gp import GenerationStats, State
+from gpact.search.records import GenerationStats, State
 
 CFG = RunConfig(generations=4)
 

@@ -3,11 +3,11 @@ import random
 import pytest
 from deap import gp
 
-import gpact.search.gp as search_mod
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import load_grammar
-from gpact.search.gp import Record, Search, State, pareto_front
+from gpact.search.gp import Search
+from gpact.search.records import Record, State, pareto_front
 from gpact.train.fitness import WORST, Fitness
 from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
@@ -16,26 +16,31 @@ CFG = RunConfig(grammar="minimal", population=8, generations=2, tasks="smoke", t
                 train=TrainConfig(width=8, steps=20), holdout="")
 
 
-@pytest.fixture
-def fake_eval(monkeypatch):
-    """Count what reaches the trainer; score a formula by its length so results are predictable."""
-    calls = []
+class FakeBackend:
+    """Counts what reaches the trainer; scores a formula by its length so results are predictable."""
 
-    def fake(exprs, grammar, tasks, seeds, cfg, **kw):
-        calls.append(list(exprs))
+    name, faults = "fake", []
+
+    def __init__(self):
+        self.calls = []
+
+    def evaluate(self, exprs, grammar, tasks, seeds, cfg, **kw):
+        self.calls.append(list(exprs))
         return [Fitness(ood_score=1.0 + len(str(e)) / 100, id_loss=0.1, per_task={}, diverged=0) for e in exprs]
 
-    monkeypatch.setattr(search_mod, "evaluate_population", fake)
-    return calls
+
+@pytest.fixture
+def backend():
+    return FakeBackend()
 
 
-def make_search(cfg=CFG):
-    return Search(cfg, load_grammar(cfg.grammar), make_suite("smoke", n_train=32, n_ood=32))
+def make_search(backend, cfg=CFG):
+    return Search(cfg, load_grammar(cfg.grammar), make_suite("smoke", n_train=32, n_ood=32), backend)
 
 
-def test_initial_population_seeds_known_activations_and_respects_limits():
+def test_initial_population_seeds_known_activations_and_respects_limits(backend):
     random.seed(0)
-    s = make_search()
+    s = make_search(backend)
     pop = s.initial_population()
     texts = [str(p) for p in pop]
     assert len(pop) == CFG.mu and len(set(texts)) == len(texts)
@@ -43,30 +48,30 @@ def test_initial_population_seeds_known_activations_and_respects_limits():
     assert all(s.within_limits(p) for p in pop)
 
 
-def test_equivalent_trees_are_trained_once(fake_eval):
-    s = make_search()
+def test_equivalent_trees_are_trained_once(backend):
+    s = make_search(backend)
     state = State()
     inds = [s.individual(t) for t in ("relu(x)", "add(relu(x), mul(0.1, x))", "relu(x)", "mul(x, 1.0)", "x")]
     new, hits, rejected = s.evaluate(inds, state)
     assert new == 3 and hits == 2 and rejected == 0
-    assert sum(len(c) for c in fake_eval) == 3
+    assert sum(len(c) for c in backend.calls) == 3
     assert inds[0].fitness.values == inds[2].fitness.values
     new, hits, _ = s.evaluate([s.individual("relu(x)")], state)
-    assert new == 0 and hits == 1 and len(fake_eval) == 1  # nothing new: the trainer is not called again
+    assert new == 0 and hits == 1 and len(backend.calls) == 1  # nothing new: the trainer is not called again
 
 
-def test_over_budget_and_constant_trees_are_rejected_before_training(fake_eval):
-    s = make_search()
+def test_over_budget_and_constant_trees_are_rejected_before_training(backend):
+    s = make_search(backend)
     deep = "gelu(gelu(gelu(gelu(gelu(x)))))"  # 45 FLOPs > minimal's 40
     inds = [s.individual(deep), s.individual("add(0.1, 1.0)")]
     new, _, rejected = s.evaluate(inds, State())
-    assert rejected == 2 and new == 0 and not fake_eval
+    assert rejected == 2 and new == 0 and not backend.calls
     assert all(ind.fitness.values[0] == WORST for ind in inds)
 
 
-def test_variation_stays_within_limits_and_brings_new_trees(fake_eval):
+def test_variation_stays_within_limits_and_brings_new_trees(backend):
     random.seed(1)
-    s = make_search()
+    s = make_search(backend)
     state = State()
     pop = s.start(state)
     for _ in range(3):
@@ -95,9 +100,9 @@ def test_config_validation_and_round_trip():
         RunConfig.from_dict({"colour": 1})
 
 
-def test_random_trees_from_the_loop_parse_back(fake_eval):
+def test_random_trees_from_the_loop_parse_back(backend):
     random.seed(2)
-    s = make_search()
+    s = make_search(backend)
     pset = s.pset
     for _ in range(50):
         tree = gp.PrimitiveTree(gp.genHalfAndHalf(pset, 1, 3))

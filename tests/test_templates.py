@@ -14,20 +14,17 @@ from gpact.expr.templates import (
     build,
     conforms,
     count_distinct,
-    crossover_in_template,
     enumerate_trees,
     function_keys,
     get_template,
     match,
-    mutate_in_template,
     pick_template,
     probe_inputs,
-    random_choices,
-    random_tree,
     template_names,
     to_text,
 )
 from gpact.expr.trees import compile_expr, make_pset, parse_tree, tree_to_sympy
+from gpact.search.operators import crossover_in_template, mutate_in_template, random_choices, random_tree
 
 SPACES = [("aquasurf", "unit", 5103, (27, 7)), ("grafs", "cell", 23**4 * 9**2, (23, 9)),
           ("swish", "unit", 25 * 25 * 10, (25, 10)), ("swish", "two_units", 25**4 * 10**2, (25, 10))]

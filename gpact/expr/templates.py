@@ -6,6 +6,7 @@ A grammar's `templates:` section holds named op lists and templates (README "Tem
       ops:                                   # optional named op lists; "unary" / "binary" / "ternary"
         unary: [a, neg, tanh, "mul(beta, a)"]  # default to every primitive of that arity
         binary: [add, mul, max, b]
+      run: [unit]                            # optional: the templates a search stays inside (default all)
       unit:
         shape: "bin(u1(x), u2(x))"           # slots are calls (or bare names, for leaf slots)
         slots: {bin: binary, u1: unary, u2: [sin, tanh]}
@@ -19,18 +20,18 @@ name within a form; random in a search, `constant` when enumerating), e.g. `a` (
 `add(a, beta)`, `add(mul(sigmoid(beta), a), mul(sigmoid(neg(beta)), b))`. Names in the shape that are
 not slots are fixed primitives of the grammar.
 
-A candidate is a DEAP tree; `match` recovers which alternative fills each slot, so mutation and
-crossover work on slot choices and a child always stays inside the template. `count_distinct` counts
-the distinct functions of a template by outputs on fixed random inputs, bottom-up: sub-expressions with
-equal outputs are merged before they are combined, which is exact (the functions are pointwise) and keeps
-GrafS's 22.7 million cells tractable.
+A candidate is a DEAP tree; `match` recovers which alternative fills each slot, so the search's in-template
+operators (gpact.search.operators) vary slot choices and a child always stays inside the template. The
+`run` list names the templates a search stays inside (default: all; `run: []`: an unconfined search).
+`count_distinct` counts the distinct functions of a template by outputs on fixed random inputs, bottom-up:
+sub-expressions with equal outputs are merged before they are combined, which is exact (the functions are
+pointwise) and keeps GrafS's 22.7 million cells tractable.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import NAMED_CONSTANTS
 
 _TEMPLATE_KEYS = {"shape", "slots", "constant", "doc"}
+_RESERVED = ("ops", "run")  # keys of `templates:` that are not templates
 _GROUP_ARITY = {"unary": 1, "binary": 2, "ternary": 3}
 _ARG_NAMES = ("a", "b", "c")
 _CONST_NAME = re.compile(r"beta\d*$")
@@ -135,7 +137,15 @@ def validate_templates(grammar: Grammar) -> None:
 
 def template_names(grammar: Grammar) -> list[str]:
     raw = _raw(grammar)
-    return [k for k in raw if k != "ops"]
+    return [k for k in raw if k not in _RESERVED]
+
+
+def run_templates(grammar: Grammar) -> list[Template]:
+    """The templates a search with `grammar` stays inside: those its `templates.run` list names, else all of
+    them; none for a grammar without templates (or with `run: []`), whose search is unconfined."""
+    raw = _raw(grammar)
+    names = raw.get("run", template_names(grammar))
+    return [get_template(grammar, n) for n in names]
 
 
 def get_template(grammar: Grammar, name: str | Template) -> Template:
@@ -143,7 +153,7 @@ def get_template(grammar: Grammar, name: str | Template) -> Template:
     if isinstance(name, Template):
         return name
     raw = _raw(grammar)
-    if name == "ops" or name not in raw:
+    if name in _RESERVED or name not in raw:
         known = ", ".join(template_names(grammar)) or "none"
         raise GrammarError(f"{grammar.path}: no template '{name}' (templates: {known})")
     where = f"{grammar.path}: templates.{name}"
@@ -190,6 +200,10 @@ def _raw(grammar: Grammar) -> Mapping[str, Any]:
     ops = raw.get("ops", {})
     if not isinstance(ops, Mapping) or not all(isinstance(v, list) for v in ops.values()):
         raise GrammarError(f"{grammar.path}: templates.ops: expected a mapping of name -> list of ops")
+    run = raw.get("run", [])
+    if not isinstance(run, list) or not all(isinstance(n, str) and n in raw and n not in _RESERVED for n in run):
+        known = ", ".join(k for k in raw if k not in _RESERVED) or "none"
+        raise GrammarError(f"{grammar.path}: templates.run: expected a list of this grammar's templates ({known})")
     return raw
 
 
@@ -364,30 +378,6 @@ def build(template: Template, choices: Mapping[str, Choice], grammar: Grammar, p
     return gp.PrimitiveTree(nodes)
 
 
-def _draw_constant(grammar: Grammar, rng: random.Random) -> float:
-    e = grammar.ephemeral
-    if e is not None:
-        return round(rng.uniform(e.low, e.high), e.decimals)
-    return rng.choice(grammar.constants)
-
-
-def _random_choice(slot: Slot, grammar: Grammar, rng: random.Random, exclude: int | None = None) -> Choice:
-    options = [i for i in range(len(slot.patterns)) if i != exclude] or [exclude]
-    alt = rng.choice(options)
-    return Choice(alt, tuple((n, _draw_constant(grammar, rng)) for n in slot.const_names[alt]))
-
-
-def random_choices(template: Template, grammar: Grammar, rng: random.Random) -> Choices:
-    return {name: _random_choice(s, grammar, rng) for name, s in template.slots.items()}
-
-
-def random_tree(template: Template | str, grammar: Grammar, pset: gp.PrimitiveSet, rng: random.Random
-                ) -> gp.PrimitiveTree:
-    """A tree with a uniformly random alternative in every slot and random free constants."""
-    t = get_template(grammar, template)
-    return build(t, random_choices(t, grammar, rng), grammar, pset)
-
-
 def enumerate_choices(template: Template) -> Iterator[Choices]:
     """Every assignment of alternatives to slots; free constants take `template.constant`."""
     slots = list(template.slots.values())
@@ -513,52 +503,6 @@ def match(tree: Sequence, template: Template | str, grammar: Grammar) -> Choices
 def conforms(tree: Sequence, template: Template | str, grammar: Grammar) -> bool:
     """True when `tree` is one of the template's expressions (any free-constant values)."""
     return match(tree, template, grammar) is not None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Variation inside a template
-
-
-def _choices_of(tree, t: Template, grammar: Grammar) -> Choices:
-    choices = match(tree, t, grammar)
-    if choices is None:
-        raise FormulaError(f"tree {tree} is outside template '{t.name}'")
-    return choices
-
-
-def mutate_in_template(tree: gp.PrimitiveTree, template: Template | str, grammar: Grammar, pset: gp.PrimitiveSet,
-                       rng: random.Random) -> gp.PrimitiveTree:
-    """Change one slot of `tree`: another alternative of the same slot, or (half the time, when the slot
-    has free constants) new constant values. Modifies `tree` in place (its class is kept) and returns it."""
-    t = get_template(grammar, template)
-    active = _choices_of(tree, t, grammar)
-    choices = {**random_choices(t, grammar, rng), **active}
-    name = rng.choice(sorted(active))
-    slot, current = t.slots[name], active[name]
-    if current.consts and rng.random() < 0.5:
-        choices[name] = Choice(current.alt, tuple((n, _draw_constant(grammar, rng)) for n, _ in current.consts))
-    else:
-        choices[name] = _random_choice(slot, grammar, rng, exclude=current.alt)
-    tree[0:len(tree)] = build(t, choices, grammar, pset)
-    return tree
-
-
-def crossover_in_template(tree1: gp.PrimitiveTree, tree2: gp.PrimitiveTree, template: Template | str,
-                          grammar: Grammar, pset: gp.PrimitiveSet, rng: random.Random
-                          ) -> tuple[gp.PrimitiveTree, gp.PrimitiveTree]:
-    """Swap the subtree under one slot (that slot and every slot inside its arguments) between two trees.
-    Both are modified in place and returned; the children stay inside the template."""
-    t = get_template(grammar, template)
-    c1, c2 = _choices_of(tree1, t, grammar), _choices_of(tree2, t, grammar)
-    active = sorted(set(c1) | set(c2))
-    fill = random_choices(t, grammar, rng)
-    c1, c2 = {**fill, **c1}, {**fill, **c2}
-    name = rng.choice(active)
-    for s in (name, *t.nested.get(name, ())):
-        c1[s], c2[s] = c2[s], c1[s]
-    tree1[0:len(tree1)] = build(t, c1, grammar, pset)
-    tree2[0:len(tree2)] = build(t, c2, grammar, pset)
-    return tree1, tree2
 
 
 def bounds(template: Template) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import io
 import math
 from collections.abc import Sequence
 
-from gpact.search.gp import Record
+from gpact.search.records import Record
 
 CSV_COLUMNS = ("rank", "flops", "ood_score", "vs_gelu", "holdout_score", "holdout_vs_gelu", "id_loss",
                "formula", "tree", "key", "origin")

@@ -35,7 +35,8 @@ from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.run import rundir
-from gpact.search.gp import Record, Search, State
+from gpact.search.records import Record, State
+from gpact.search.strategy import Strategy
 
 FILE = "checkpoint.json"
 FORMAT, VERSION = "gpact-checkpoint", 1
@@ -148,15 +149,9 @@ def load(run_dir: Path) -> Checkpoint | None:
                       llm=data.get("llm") or {}, started=data.get("started", ""), written=data.get("written", ""))
 
 
-def restore_population(search: Search, ckpt: Checkpoint) -> list:
+def restore_population(strategy: Strategy, ckpt: Checkpoint) -> list:
     """The population as it was after the checkpoint's generation: same order, fitness and crowding distance."""
-    pop = []
-    for m in ckpt.population:
-        ind = search.individual(m["tree"])
-        ind.fitness.values = tuple(float(v) for v in m["fitness"])
-        ind.fitness.crowding_dist = float(m["crowding_dist"])
-        pop.append(ind)
-    return pop
+    return strategy.restore(ckpt.population)
 
 
 def restore_llm(llm, ckpt: Checkpoint) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gpact.config import RunConfig
-from gpact.search.gp import GenerationStats, State
+from gpact.search.records import GenerationStats, State
 
 
 @dataclass

@@ -25,12 +25,17 @@ from gpact.backends.pools import Backend, make_backend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.templates import run_templates
+from gpact.expr.trees import make_pset
 from gpact.report.tables import front_rows, table, to_csv
 from gpact.run import checkpoint, rundir
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
-from gpact.search.gp import Record, Search, State, pareto_front, score_formulas
+from gpact.search.accept import Acceptance
 from gpact.search.llm import LLMOperator
+from gpact.search.operators import make_operators
+from gpact.search.records import Record, State, pareto_front, score_on_suite
+from gpact.search.strategy import Strategy, strategy_class
 from gpact.train.tasks import make_suite
 
 REFERENCES = ("gelu(x)", "relu(x)")
@@ -69,6 +74,7 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
     elif cfg is None:
         raise ConfigError("run needs a RunConfig, or a run folder to resume")
     grammar = grammar or load_grammar(cfg.grammar)
+    strategy_cls = strategy_class(cfg.strategy)
     backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address, cfg.chunk_timeout, cfg.device, cfg.seed)
     backend.check(grammar)  # process/ray refuse a grammar their workers cannot rebuild, before any folder exists
     tasks = make_suite(cfg.tasks, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
@@ -90,16 +96,21 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
              f"device {_device_name(cfg.device)}")
         if cfg.backend != "serial":
             echo(f"backend {backend.describe()}")
-        search = Search(cfg, grammar, tasks, backend=backend)
+        pset, accept = make_pset(grammar), Acceptance(grammar, run_templates(grammar))
+        if accept.templates:
+            echo(f"templates: {', '.join(t.name for t in accept.templates)} (every candidate stays inside)")
+        llm = None
         if cfg.llm.enabled:  # its own random stream; answers cached across runs, so a re-run replays them
-            search.llm = LLMOperator(cfg.llm, grammar, search.pset, out / LLM_LOG, random.Random(cfg.seed),
-                                     cache_dir=Path(cfg.out_dir) / LLM_CACHE)
+            llm = LLMOperator(cfg.llm, grammar, pset, out / LLM_LOG, random.Random(cfg.seed),
+                              cache_dir=Path(cfg.out_dir) / LLM_CACHE, accept=accept)
             echo(f"llm: {cfg.llm.model} at {cfg.llm.base_url}  crossover rate {cfg.llm.rate}  "
                  f"mutation rate {cfg.llm.mutation_rate}  max calls {cfg.llm.max_calls}")
+        search: Strategy = strategy_cls(cfg, grammar, tasks, backend,
+                                        make_operators(grammar, pset, accept.templates, llm), accept, pset)
         if ckpt is not None:
             state, refs, rng = ckpt.state, ckpt.references, ckpt.rng
             pop = checkpoint.restore_population(search, ckpt)
-            checkpoint.restore_llm(search.llm, ckpt)
+            checkpoint.restore_llm(llm, ckpt)
             display.resumed(state)
             echo(f"resumed at generation {state.generation} ({state.evaluations} functions trained so far; "
                  f"checkpoint of {ckpt.written})")
@@ -109,7 +120,7 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
             torch.manual_seed(cfg.seed)
             pop = search.start(state)
             rng = checkpoint.rng_state()
-            refs = {r.tree: r for r in score_formulas(list(REFERENCES), load_grammar(REFERENCE_GRAMMAR), tasks, cfg,
+            refs = {r.tree: r for r in score_on_suite(list(REFERENCES), load_grammar(REFERENCE_GRAMMAR), tasks, cfg,
                                                       backend)}
         gelu = refs.get("gelu(x)")
         echo("references: " + "  ".join(f"{k} {v.ood_score:.4g}" for k, v in refs.items()))
@@ -126,12 +137,12 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
                 rundir.append_jsonl(out / rundir.GENERATIONS, [dataclasses.asdict(stats)])
                 front = pareto_front(state.records.values())
                 rundir.write_text(out / rundir.PARETO, to_csv(front_rows(front, gelu)))
-                checkpoint.save(out, cfg, grammar.name, state, pop, refs, rng, search.llm, started)
-            display.generation_done(stats, state, search.llm.progress() if search.llm is not None else "")
+                checkpoint.save(out, cfg, grammar.name, state, pop, refs, rng, llm, started)
+            display.generation_done(stats, state, llm.progress() if llm is not None else "")
         display.close()
         if stopper.signum is not None:
             return _interrupted(out, cfg, grammar, state, refs, started, stopper, echo)
-        return _finish(out, cfg, grammar, search, state, refs, started, stopped_by, echo, backend)
+        return _finish(out, cfg, grammar, llm, state, refs, started, stopped_by, echo, backend)
     except Abandoned:
         display.close()
         ckpt = checkpoint.load(out)  # the last complete generation; the abandoned one left only log rows
@@ -143,14 +154,15 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
         backend.close()
 
 
-def _finish(out: Path, cfg: RunConfig, grammar: Grammar, search: Search, state: State, refs: dict[str, Record],
-            started: str, stopped_by: str, echo: Callable[[str], None], backend: Backend) -> RunResult:
+def _finish(out: Path, cfg: RunConfig, grammar: Grammar, llm: LLMOperator | None, state: State,
+            refs: dict[str, Record], started: str, stopped_by: str, echo: Callable[[str], None], backend: Backend
+            ) -> RunResult:
     """The end of a run that stopped by its own criteria: holdout scores, final front, summary, plots."""
     gelu = refs.get("gelu(x)")
     front = pareto_front(state.records.values())
-    if search.llm is not None:
-        search.llm.close()
-        echo(f"{search.llm.progress(total=True)}  (all generations; log {out / LLM_LOG})")
+    if llm is not None:
+        llm.close()
+        echo(f"{llm.progress(total=True)}  (all generations; log {out / LLM_LOG})")
     holdout, holdout_gelu = _holdout(cfg, grammar, front, backend)
     if backend.faults:
         echo(f"backend: {len(backend.faults)} chunk attempts failed (each chunk re-run once, then scored worst); "
@@ -214,14 +226,14 @@ def _overrides(cfg: RunConfig) -> dict:
     return checkpoint.flat(json.loads(json.dumps(cfg.to_dict())))
 
 
-def _holdout(cfg: RunConfig, grammar: Grammar, front: list[Record], backend: Backend | None = None
+def _holdout(cfg: RunConfig, grammar: Grammar, front: list[Record], backend: Backend
              ) -> tuple[dict[str, float], float | None]:
     """Score the final front on tasks never used for selection (DESIGN §5), with GELU for scale."""
     if not cfg.holdout or not front:
         return {}, None
     tasks = make_suite(cfg.holdout, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
-    recs = score_formulas([r.tree for r in front], grammar, tasks, cfg, backend)
-    (gelu,) = score_formulas(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
+    recs = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend)
+    (gelu,) = score_on_suite(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
     return {r.key: h.ood_score for r, h in zip(front, recs, strict=True)}, gelu.ood_score
 
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
-from gpact.search.gp import State
+from gpact.search.records import State
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number, what shells expect

@@ -3,9 +3,10 @@
 The model sees the parents as simplified formulas with their OOD score and FLOPs, a few members of the
 current front and the grammar's primitives, and answers with new formulas (a JSON list, or Python
 functions). Answers are read by `gpact.expr.llm_parse` with `ast` only and never executed; every child is
-mapped onto the grammar, checked against its limits and deduplicated by fingerprint. Any failure
-(HTTP error, 429, timeout, garbage, unknown primitive, hostile text) returns None so the caller falls
-back to subtree crossover, and the reason is counted.
+mapped onto the grammar, checked by the run's validity rule (gpact.search.accept: limits, templates, FLOP
+budget, not constant) and deduplicated by fingerprint. Any failure (HTTP error, 429, timeout, garbage,
+unknown primitive, hostile text) returns None so the caller falls back to subtree crossover, and the
+reason is counted.
 
 Every answer (errors included) is cached on disk under a hash of the prompt, model, sampling settings
 and how many times that prompt was asked before, so a re-run with the same seed replays the same
@@ -31,10 +32,9 @@ from deap import gp
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import Grammar
 from gpact.expr.llm_parse import MAX_ANSWER_CHARS, CandidateError, extract_candidates, to_formula
-from gpact.expr.symbolic import X
 from gpact.expr.trees import Analysis, analyse, compile_expr, parse_tree, tree_to_sympy
+from gpact.search.accept import Acceptance
 
-LOG_NAME = "llm_calls.jsonl"
 CACHE_VERSION = 1
 _DEADLINE_SLACK = 2.0  # seconds past the client's own timeout before a request is abandoned
 _OPERATOR_SPELLING = {"+": "a + b", "-": "a - b", "*": "a * b", "/": "a / b", "neg": "-a", "**2": "a**2",
@@ -120,8 +120,9 @@ class LLMOperator:
     """Crossover and mutation by a chat model; see the module docstring. Not thread-safe (one search loop)."""
 
     def __init__(self, cfg: LLMConfig, grammar: Grammar, pset: gp.PrimitiveSet, log_path: Path,
-                 rng: random.Random, cache_dir: Path | None = None):
+                 rng: random.Random, cache_dir: Path | None = None, accept: Acceptance | None = None):
         self.cfg, self.grammar, self.pset, self.rng = cfg, grammar, pset, rng
+        self.accept = accept or Acceptance(grammar)  # the run's validity rule, the same the search applies
         self.log_path = Path(log_path)
         directory = cfg.cache_dir or cache_dir or self.log_path.parent / "llm_cache"
         self.cache = _Cache(Path(directory))
@@ -264,14 +265,14 @@ class LLMOperator:
             return [], [], [{"text": content[:200], "reason": exc.reason, "detail": str(exc)}], exc.reason
         seen = {k for k in (self._parent_key(p) for p in parents) if k is not None}
         trees, accepted, rejected = [], [], []
-        lim, n = self.grammar.limits, self.cfg.n_children
+        n = self.cfg.n_children
         for snippet in snippets[: 4 * n]:
             if len(trees) >= n:
                 break
             self._gen.proposed += 1
             self._total.proposed += 1
             try:
-                tree, an = self._check(snippet, lim)
+                tree, an = self._check(snippet)
                 if an.key in seen:
                     raise CandidateError("duplicate", f"same function as a parent or sibling: {an.formula}")
             except CandidateError as exc:
@@ -286,7 +287,7 @@ class LLMOperator:
             c.accepted += len(trees)
         return trees, accepted, rejected, None if trees else "no_valid_child"
 
-    def _check(self, snippet: str, lim) -> tuple[gp.PrimitiveTree, Analysis]:
+    def _check(self, snippet: str) -> tuple[gp.PrimitiveTree, Analysis]:
         text = to_formula(snippet, self.grammar)
         try:
             tree = parse_tree(text, self.grammar, self.pset)
@@ -296,17 +297,15 @@ class LLMOperator:
             raise CandidateError("unknown_primitive" if unknown else "grammar", msg) from None
         except (RecursionError, ValueError) as exc:
             raise CandidateError("grammar", f"{type(exc).__name__}: {exc}") from None
-        if tree.height > lim.max_height or len(tree) > lim.max_size:
-            raise CandidateError("too_big", f"height {tree.height} (max {lim.max_height}), "
-                                            f"size {len(tree)} (max {lim.max_size})")
-        try:
-            an = analyse(tree_to_sympy(tree, self.grammar), self.grammar)
-        except Exception as exc:  # sympy and torch on a strange but well-formed formula: refuse it, go on
-            raise CandidateError("invalid", f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        if an.flops > lim.max_flops:
-            raise CandidateError("flops", f"{an.flops:g} FLOPs (max {lim.max_flops:g})")
-        if X not in an.expr.free_symbols:
-            raise CandidateError("constant", f"does not depend on x: {an.formula}")
+        no = self.accept.check(tree)  # limits and templates first: no sympy work on an oversized tree
+        if no is None:
+            try:
+                an = analyse(tree_to_sympy(tree, self.grammar), self.grammar)
+            except Exception as exc:  # sympy and torch on a strange but well-formed formula: refuse it, go on
+                raise CandidateError("invalid", f"{type(exc).__name__}: {str(exc)[:200]}") from None
+            no = self.accept.check(tree, an)
+        if no is not None:
+            raise CandidateError(no.reason, no.detail)
         with torch.no_grad():
             finite = bool(torch.isfinite(compile_expr(an.expr, self.grammar)(_PROBE)).all())
         if not finite:

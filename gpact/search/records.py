@@ -1,0 +1,90 @@
+"""What every strategy shares: the record of an evaluated function, the run's state, per-generation stats,
+the Pareto front, and scoring fixed formulas on a run's tasks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gpact.config import RunConfig
+from gpact.expr.grammar import Grammar
+from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
+from gpact.train.fitness import WORST, Fitness
+from gpact.train.tasks import Task
+
+if TYPE_CHECKING:
+    from gpact.backends.pools import Backend
+
+
+@dataclass
+class Record:
+    """One evaluated function (one fingerprint): what `candidates.jsonl` and `pareto.csv` hold."""
+
+    key: str
+    formula: str
+    tree: str  # the DEAP tree as text; `parse_tree` reads it back
+    flops: float
+    ood_score: float
+    id_loss: float
+    generation: int
+    per_task: dict[str, float] = field(default_factory=dict)
+    diverged: int = 0
+    reason: str = ""
+    origin: str = "gp"  # "llm" when an LLM crossover or mutation wrote the tree first trained for this function
+
+    @property
+    def ok(self) -> bool:
+        return self.ood_score < WORST
+
+
+@dataclass
+class State:
+    """Everything a resumed run needs; plain data only."""
+
+    generation: int = 0
+    population: list[str] = field(default_factory=list)  # trees as text
+    records: dict[str, Record] = field(default_factory=dict)  # by fingerprint
+    evaluations: int = 0  # trainings of new functions (each over tasks x seeds)
+    cache_hits: int = 0
+    elapsed: float = 0.0
+
+
+@dataclass
+class GenerationStats:
+    generation: int
+    evaluated: int
+    cache_hits: int
+    rejected: int
+    best: float
+    front_size: int
+    elapsed: float
+    llm: dict = field(default_factory=dict)  # LLMOperator.stats() for this generation, when the LLM is on
+
+
+def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp") -> Record:
+    return Record(key=key, formula=an.formula, tree=tree, flops=an.flops, ood_score=fit.ood_score,
+                  id_loss=fit.id_loss, generation=generation, per_task=dict(fit.per_task),
+                  diverged=fit.diverged, reason=fit.reason, origin=origin)
+
+
+def pareto_front(records) -> list[Record]:
+    """Non-dominated records in (FLOPs, OOD score), best OOD score first; failures excluded."""
+    ranked = sorted((r for r in records if r.ok), key=lambda r: (r.flops, r.ood_score, r.formula))
+    front, best = [], float("inf")
+    for r in ranked:
+        if r.ood_score < best:
+            front.append(r)
+            best = r.ood_score
+    return sorted(front, key=lambda r: (r.ood_score, r.flops, r.formula))
+
+
+def score_on_suite(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: RunConfig,
+                   backend: Backend) -> list[Record]:
+    """Records for fixed trees (references such as gelu and relu, the final front on the holdout suite) on
+    `tasks` with the run's seeds and training, through the run's backend. Not `gpact.train.scoring.
+    score_formulas`, which builds the per-seed tables of `gpact eval`."""
+    pset = make_pset(grammar)
+    analyses = [analyse(tree_to_sympy(parse_tree(t, grammar, pset), grammar), grammar) for t in texts]
+    fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, list(range(cfg.train_seeds)), cfg.train,
+                            evaluator=cfg.evaluator, device=cfg.device)
+    return [make_record(an.key, an, t, f, -1) for t, an, f in zip(texts, analyses, fits, strict=True)]
