@@ -12,6 +12,7 @@ import importlib
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from gpact.expr.formula import parse
 from gpact.expr.symbolic import ARGS, node_to_sympy
 from gpact.expr.torchfn import to_torch
 
-GRAMMAR_DIR = Path(__file__).resolve().parents[2] / "grammars"
+# The shipped grammars are package data (gpact/grammars/*.yaml, see setup.cfg), so they come with any install;
+# the repository's top-level grammars/ is a link to this folder.
+GRAMMAR_DIR = Path(str(resources.files("gpact") / "grammars"))
 PROBE_VALUES = (0.0, -0.0, 1e-7, -1e-7, -1.0, -3.5, -50.0, -100.0, 0.5, 3.0, 50.0, 100.0)
 
 _TOP_KEYS = {"name", "description", "primitives", "terminals", "limits", "templates"}
@@ -103,13 +106,18 @@ class Grammar:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A grammar path as given, else a file of that name in the shipped `grammars/` folder."""
+    """A grammar path as given, else a shipped grammar of that name: `minimal`, `full.yaml`, `grammars/full.yaml`.
+
+    `grammars/NAME` is the spelling of the README and of RunConfig's default; it finds the shipped grammar from
+    any folder, not only from the repository root.
+    """
     p = Path(path)
     if p.exists():
         return p
-    for candidate in (GRAMMAR_DIR / p, GRAMMAR_DIR / f"{p}.yaml"):
-        if candidate.exists():
-            return candidate
+    if p.parent in (Path("."), Path("grammars")):
+        for candidate in (GRAMMAR_DIR / p.name, GRAMMAR_DIR / f"{p.name}.yaml"):
+            if candidate.is_file():
+                return candidate
     raise GrammarError(f"{path}: grammar file not found")
 
 

@@ -1,6 +1,6 @@
 """`gpact bench`: trainings per second, reference evaluator against the batched one, same process.
 
-The protocol is DESIGN.md §4's: MLP 1->64->64->1, full-batch Adam lr 1e-2, 500 steps, 512 points,
+The protocol is docs/design.md §4 "The evaluator": MLP 1->64->64->1, full-batch Adam lr 1e-2, 500 steps, 512 points,
 y = sin(3x) + x^2 trained on [-1, 1] and scored on [1, 2]. Both evaluators get the same K candidates, a
 fixed mix of known activations and random trees, so their ratio is a like-for-like speed-up.
 """

@@ -228,7 +228,7 @@ def _overrides(cfg: RunConfig) -> dict:
 
 def _holdout(cfg: RunConfig, grammar: Grammar, front: list[Record], backend: Backend
              ) -> tuple[dict[str, float], float | None]:
-    """Score the final front on tasks never used for selection (DESIGN §5), with GELU for scale."""
+    """Score the final front on tasks never used for selection (docs/design.md §5), with GELU for scale."""
     if not cfg.holdout or not front:
         return {}, None
     tasks = make_suite(cfg.holdout, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)

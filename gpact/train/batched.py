@@ -1,6 +1,6 @@
 """Population-batched evaluator: every (candidate, task, seed) network of a generation trains at once.
 
-One candidate at a time, the time goes to Python and kernel launches, not arithmetic (DESIGN.md §4).
+One candidate at a time, the time goes to Python and kernel launches, not arithmetic (docs/design.md §4).
 Here the networks of a whole chunk of candidates are stacked:
 
 - Parameters live in one flat buffer per chunk, each layer a contiguous [P, fan_in, fan_out] view, so

@@ -1,7 +1,7 @@
 """Turn per-(task, seed) training results into one candidate's score.
 
-OOD losses swing by 10x between tasks and seeds (DESIGN.md §5), so: median over seeds per task
-(robust to one lucky or unlucky seed), then the geometric mean over tasks (so a task with large
+OOD losses swing by 10x between tasks and seeds (docs/design.md §5 "Tasks and fitness"), so: median over seeds
+per task (robust to one lucky or unlucky seed), then the geometric mean over tasks (so a task with large
 losses does not drown the others). A diverged training counts as +infinity inside the median, so a
 task whose median training diverged scores WORST, and any WORST task makes the whole score WORST.
 """

@@ -41,7 +41,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 DEFAULT_CONFIG = TrainConfig()
 
-# The reference protocol of DESIGN.md §4 (MLP 1->64->64->1, 500 steps), used with tasks.BENCH_TASK.
+# The reference protocol of docs/design.md §4 "The evaluator" (MLP 1->64->64->1, 500 steps), used with tasks.BENCH_TASK.
 BENCH_CONFIG = TrainConfig(width=64, depth=2, steps=500)
 
 

@@ -155,7 +155,7 @@ def _evaluate(unique, g, ref_grammar, task_names, seeds, cfg, evaluator, device,
     calls = [(grammar, keys, s) for s in seeds for grammar, keys in groups.values()]
     results: dict[tuple[int, str], list[Fitness]] = {k: [] for k in unique}
     if jobs > 1 and len(calls) > 1 and all(os.path.exists(grammar.path) for grammar, _, _ in calls):
-        # worker processes get text, not objects (DESIGN.md section 9); a grammar built in Python stays serial
+        # worker processes get text, not objects (docs/design.md §9 "Scale-out"); a grammar built in Python stays serial
         args = [(grammar.path, [unique[k][1] for k in keys], task_names, s, cfg, evaluator, device, n_train, n_ood)
                 for grammar, keys, s in calls]
         with ProcessPoolExecutor(max_workers=min(jobs, len(calls)), mp_context=get_context("spawn")) as pool:

@@ -1,7 +1,7 @@
 """Synthetic regression tasks with an out-of-distribution (OOD) split.
 
 Every task trains on an in-distribution (ID) input box and is scored on a disjoint OOD box, so the
-score measures extrapolation, the property an activation function is searched for (DESIGN.md §5).
+score measures extrapolation, the property an activation function is searched for (docs/design.md §5).
 Three families, after "Mining Generalizable Activation Functions":
 
 - polynomial: train on [-1, 1], score on 1 <= |x| <= 2. Polynomials grow outside the box; an
@@ -109,7 +109,7 @@ _SPECS = [
     _phys("I.39.10", 2, lambda x: 1.5 * x[:, 0] * x[:, 1]),
     # II.3.24: radiation flux h = P / (4 pi r^2); inputs (P, r)
     _phys("II.3.24", 2, lambda x: x[:, 0] / (_FOUR_PI * x[:, 1] ** 2)),
-    # The reference protocol of `gpact bench` (DESIGN.md §4): one side only, x in [1, 2].
+    # The reference protocol of `gpact bench` (docs/design.md §4 "The evaluator"): one side only, x in [1, 2].
     TaskSpec(
         "bench_sin3x_x2", "harmonic", 1,
         lambda x: np.sin(3 * x[:, 0]) + x[:, 0] ** 2, (-1.0, 1.0), (1.0, 2.0),
