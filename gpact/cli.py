@@ -10,9 +10,8 @@ import sys
 
 import click
 
-from gpact.config import RunConfig
+from gpact.config import LLMConfig, RunConfig
 from gpact.errors import GpactError
-from gpact.search.llm import LLMConfig
 
 
 class _Group(click.Group):
@@ -203,7 +202,7 @@ def _score_options(f):
 
 def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
                      markdown, per_task, sort):
-    from gpact.train.mlp import TrainConfig
+    from gpact.config import TrainConfig
     from gpact.train.scoring import format_per_task, format_table, score_formulas, to_csv
 
     def progress(done: int, total: int) -> None:

@@ -2,11 +2,10 @@
 
 import torch
 
-from gpact.config import RunConfig
+from gpact.config import RunConfig, TrainConfig
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.run.runner import run
 from gpact.search.gp import score_formulas
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 

@@ -18,7 +18,7 @@ from gpact.backends.pools import (
     text_to_expr,
 )
 from gpact.cli import main
-from gpact.config import RunConfig
+from gpact.config import RunConfig, TrainConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import add_primitive, grammar_from_dict, load_grammar
 from gpact.expr.symbolic import X
@@ -26,7 +26,6 @@ from gpact.expr.trees import analyse, formula_to_sympy, make_pset, tree_to_sympy
 from gpact.run.runner import run
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import WORST
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 CFG = TrainConfig(width=4, steps=5)

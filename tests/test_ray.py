@@ -19,10 +19,10 @@ from click.testing import CliRunner
 
 from gpact.backends.pools import ROOT, RayBackend, SerialBackend
 from gpact.cli import main
+from gpact.config import TrainConfig
 from gpact.expr.grammar import load_grammar
 from gpact.expr.trees import analyse, formula_to_sympy
 from gpact.train.fitness import WORST
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 ray = pytest.importorskip("ray")

@@ -39,15 +39,15 @@ import torch
 import yaml
 from sympy.core.function import UndefinedFunction
 
+from gpact.config import BACKENDS, TrainConfig
 from gpact.errors import ConfigError, FormulaError, GpactError
 from gpact.expr.grammar import Grammar, Primitive, grammar_from_dict
 from gpact.expr.symbolic import X
 from gpact.train.evaluate import Progress, evaluate_population
 from gpact.train.fitness import WORST, Fitness
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.tasks import Task, make_suite
 
-BACKENDS = ("serial", "process", "ray")
 ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `gpact/`: workers must import this tree
 STARTUP_TIMEOUT = 600.0  # seconds without any worker ready before giving up (a cluster with no room, say)
 

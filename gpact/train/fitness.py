@@ -12,8 +12,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.reference import WORST, Activation, TrainResult, train_reference
 from gpact.train.tasks import Task
 

@@ -26,13 +26,14 @@ from multiprocessing import get_context
 
 import torch
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import LOSS_FLOOR, WORST, Fitness
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.tasks import make_suite, resolve_names
 
 Progress = Callable[[int, int], None]  # (seeds done, seeds total)
