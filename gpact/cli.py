@@ -203,7 +203,8 @@ def _score_options(f):
 def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
                      markdown, per_task, sort):
     from gpact.config import TrainConfig
-    from gpact.train.scoring import format_per_task, format_table, score_formulas, to_csv
+    from gpact.report.scores import format_per_task, format_table, to_csv
+    from gpact.train.scoring import score_formulas
 
     def progress(done: int, total: int) -> None:
         click.echo(f"seed {done}/{total} done", err=True)

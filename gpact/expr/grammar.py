@@ -23,6 +23,7 @@ from gpact.errors import FormulaError, GrammarError
 from gpact.expr.flops import DEFAULT_COSTS, count_flops
 from gpact.expr.formula import parse
 from gpact.expr.symbolic import ARGS, BUILTINS, node_to_sympy
+from gpact.expr.templates import validate_templates
 from gpact.expr.torchfn import to_torch
 
 GRAMMAR_DIR = Path(__file__).resolve().parents[2] / "grammars"
@@ -201,8 +202,6 @@ def build_grammar(doc: _Doc, path: str) -> Grammar:
         templates=top["templates"].value() or {} if "templates" in top else {},
         description=str(top["description"].value()) if "description" in top else "",
     )
-    from gpact.expr.templates import validate_templates  # imported here: templates.py imports this module
-
     validate_templates(grammar)
     return grammar
 

@@ -34,7 +34,7 @@ import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,8 +42,10 @@ from deap import gp
 
 from gpact.errors import FormulaError, GrammarError
 from gpact.expr.formula import Call, Node, Num, Var, parse
-from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import NAMED_CONSTANTS
+
+if TYPE_CHECKING:  # grammar.py checks templates on load, so this module must not import it at run time
+    from gpact.expr.grammar import Grammar, Primitive
 
 _TEMPLATE_KEYS = {"shape", "slots", "constant", "doc"}
 _GROUP_ARITY = {"unary": 1, "binary": 2, "ternary": 3}

@@ -25,8 +25,9 @@ from gpact.backends.pools import Backend, make_backend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
-from gpact.report.tables import front_rows, table, to_csv
 from gpact.run import checkpoint, rundir
+from gpact.run.front import front_rows, table, to_csv
+from gpact.run.plots import write_plots
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
 from gpact.search.gp import Record, Search, State, pareto_front, score_formulas
@@ -200,8 +201,6 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
 
 def _plots(out: Path, grammar: Grammar, echo: Callable[[str], None]) -> list[Path]:
     """Plots are a convenience: a failure to draw them is reported, never fatal to a finished run."""
-    from gpact.report.plots import write_plots
-
     try:
         return write_plots(out, grammar=grammar)
     except Exception as exc:  # matplotlib or an exotic primitive; the run's data is already written

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from gpact.errors import GpactError
 from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import ARGS, X
+from gpact.train.dual import unary
 
 MAX_REGS = 8  # scratch registers a program may use (the Triton kernel keeps them all live)
 X_REG = 0
@@ -259,9 +260,8 @@ def base_op_of(prim: Primitive) -> str | None:
 
 def _eval_unary(op: str, u: float) -> float:
     """A unary op on a constant, in float32 through the torch backend's own rule (rare: sympy folds most)."""
-    from gpact.train.batched import apply_op  # local: batched imports this module
-
-    v, _ = apply_op(OPCODES[op], torch.tensor([[u]], dtype=torch.float32), deriv=False)
+    a = torch.tensor([[u]], dtype=torch.float32)
+    v, _ = unary(op, a, None, torch.zeros_like(a), deriv=False)
     return float(v.reshape(-1)[0])
 
 
