@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpact.backends.pools import Backend, make_backend
+from gpact.backends import make_backend
+from gpact.backends.base import Backend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
