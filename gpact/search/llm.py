@@ -25,15 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from deap import gp
 
 from gpact.config import LLMConfig
 from gpact.errors import ConfigError, FormulaError
+from gpact.expr.fingerprint import is_finite
 from gpact.expr.grammar import Grammar
 from gpact.expr.llm_parse import MAX_ANSWER_CHARS, CandidateError, extract_candidates, to_formula
 from gpact.expr.symbolic import X
-from gpact.expr.trees import Analysis, analyse, compile_expr, parse_tree, tree_to_sympy
+from gpact.expr.trees import Analysis, analyse, parse_tree, tree_to_sympy
 
 LOG_NAME = "llm_calls.jsonl"
 CACHE_VERSION = 1
@@ -43,7 +43,6 @@ _OPERATOR_SPELLING = {"+": "a + b", "-": "a - b", "*": "a * b", "/": "a / b", "n
 # Errors worth replaying from the cache: the server answered (badly). A server that cannot be reached
 # at all is not cached, so a re-run after starting it gets real answers.
 _UNCACHED_ERRORS = {"connection", "client_error"}
-_PROBE = torch.linspace(-6.0, 6.0, 97)  # a child must be finite here (float32, as trained)
 
 
 @dataclass(frozen=True)
@@ -269,9 +268,7 @@ class LLMOperator:
             raise CandidateError("flops", f"{an.flops:g} FLOPs (max {lim.max_flops:g})")
         if X not in an.expr.free_symbols:
             raise CandidateError("constant", f"does not depend on x: {an.formula}")
-        with torch.no_grad():
-            finite = bool(torch.isfinite(compile_expr(an.expr, self.grammar)(_PROBE)).all())
-        if not finite:
+        if not is_finite(an.expr, self.grammar):
             raise CandidateError("non_finite", f"not finite in float32 on [-6, 6]: {_clip(an.formula, 100)}")
         return tree, an
 
