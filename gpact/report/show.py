@@ -44,9 +44,7 @@ class RunInfo:
 def load_run(run_dir: Path) -> RunInfo:
     """A run's state from its files; the summary counts only if it is newer than the checkpoint."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / rundir.CONFIG
-    if not cfg_path.exists():
-        raise ConfigError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
+    cfg_path = rundir.config_path(run_dir)
     info = RunInfo(run_dir, json.loads(cfg_path.read_text(encoding="utf-8")))
     summary_path, ckpt_path = run_dir / rundir.SUMMARY, run_dir / checkpoint.FILE
     current = summary_path.exists() and (not ckpt_path.exists()
