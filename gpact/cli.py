@@ -10,9 +10,8 @@ import sys
 
 import click
 
-from gpact.config import RunConfig
+from gpact.config import LLMConfig, RunConfig
 from gpact.errors import GpactError
-from gpact.search.llm import LLMConfig
 from gpact.search.strategy import STRATEGIES
 
 
@@ -207,8 +206,9 @@ def _score_options(f):
 
 def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
                      markdown, per_task, sort):
-    from gpact.train.mlp import TrainConfig
-    from gpact.train.scoring import format_per_task, format_table, score_formulas, to_csv
+    from gpact.config import TrainConfig
+    from gpact.report.scores import format_per_task, format_table, to_csv
+    from gpact.train.scoring import score_formulas
 
     def progress(done: int, total: int) -> None:
         click.echo(f"seed {done}/{total} done", err=True)

@@ -1,4 +1,7 @@
-"""Run configuration: plain data, saved with every run and checked on resume."""
+"""Configuration as plain data: a run's, its training protocol's and its LLM operator's, saved with every run
+and checked on resume. Nothing heavy is imported here (no torch, sympy, yaml): the records are read and
+written without loading the machinery that uses them.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,71 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpact.backends.pools import BACKENDS
 from gpact.errors import ConfigError
-from gpact.search.llm import LLMConfig
-from gpact.train.mlp import TrainConfig
+
+BACKENDS = ("serial", "process", "ray")  # where candidates are trained (gpact.backends)
+TRAIN_DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one candidate is trained on one task (gpact.train.mlp)."""
+
+    width: int = 32
+    depth: int = 2  # number of hidden layers (activation after each)
+    steps: int = 300
+    lr: float = 1e-2  # full-batch Adam
+    clip_loss: float = 1e6  # a training whose loss exceeds this (or is non-finite) has diverged
+    dtype: str = "float32"  # or "float64": slower, for checking one evaluator against another
+
+    def __post_init__(self) -> None:
+        if self.dtype not in TRAIN_DTYPES:
+            raise ConfigError(f"train dtype must be one of {', '.join(TRAIN_DTYPES)}, got '{self.dtype}'")
+
+    @property
+    def torch_dtype(self):  # -> torch.dtype
+        import torch  # here, not at the top: this module stays plain data
+
+        return getattr(torch, self.dtype)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """LLM crossover and mutation (gpact.search.llm, docs/llm.md); off unless a rate is above 0."""
+
+    base_url: str | None = None  # e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key; the key itself is never stored
+    rate: float = 0.0  # probability that a crossover is done by the LLM
+    mutation_rate: float = 0.0  # probability that a mutation is done by the LLM
+    max_calls: int = 100  # requests per run (cached ones included, so a re-run replays the same calls)
+    max_total_tokens: int = 0  # token budget per run; 0 = none
+    timeout: float = 30.0  # seconds per request; no retries
+    n_children: int = 2  # formulas asked for per request
+    temperature: float = 0.7
+    max_tokens: int = 1024  # completion tokens per request
+    front_size: int = 5  # front members shown as context
+    cache_dir: str | None = None  # default: chosen by the caller (shared across runs)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0 <= self.rate <= 1 and 0 <= self.mutation_rate <= 1, "llm rate and mutation_rate must be in [0, 1]"),
+            (self.max_calls >= 0 and self.max_total_tokens >= 0, "llm max_calls and max_total_tokens must be >= 0"),
+            (self.timeout > 0, "llm timeout must be > 0 seconds"),
+            (1 <= self.n_children <= 16, "llm n_children must be in 1..16"),
+            (0 <= self.temperature <= 2, "llm temperature must be in [0, 2]"),
+            (self.max_tokens >= 1 and self.front_size >= 0, "llm max_tokens must be >= 1, front_size >= 0"),
+            (not self.wanted or (self.base_url and self.model), "an LLM rate > 0 needs --llm-base-url and --llm-model"),
+        ]
+        _check(checks)
+
+    @property
+    def wanted(self) -> bool:
+        return self.rate > 0 or self.mutation_rate > 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.wanted and self.base_url and self.model)
 
 
 @dataclass(frozen=True)
@@ -51,9 +115,7 @@ class RunConfig:
             (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
             (self.workers >= 0 and self.chunk_timeout >= 0, "workers and chunk_timeout must be >= 0"),
         ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+        _check(checks)
 
     @property
     def mu(self) -> int:
@@ -74,3 +136,10 @@ class RunConfig:
         if isinstance(data.get("llm"), dict):
             data["llm"] = LLMConfig(**data["llm"])
         return cls(**data)
+
+
+def _check(checks: list[tuple[object, str]]) -> None:
+    """Raise a ConfigError with the message of the first check that fails."""
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)

@@ -8,11 +8,10 @@ from pathlib import Path
 import torch
 
 import gpact
-from gpact.backends.pools import SerialBackend
-from gpact.config import RunConfig
+from gpact.backends.base import SerialBackend
+from gpact.config import RunConfig, TrainConfig
 from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
 from gpact.search.records import score_on_suite
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 ROOT = Path(__file__).resolve().parents[1]

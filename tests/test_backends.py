@@ -7,26 +7,23 @@ import pytest
 import sympy as sp
 from click.testing import CliRunner
 from deap import gp
+from faults import use_faults
 
-from gpact.backends.pools import (
-    ProcessBackend,
-    SerialBackend,
-    expr_to_text,
-    grammar_text,
-    make_backend,
-    task_recipe,
-    text_to_expr,
-)
+from gpact.backends import make_backend
+from gpact.backends.base import SerialBackend
+from gpact.backends.context import grammar_text, task_recipe
+from gpact.backends.process import ProcessBackend
+from gpact.backends.worker import CHUNK_FN
 from gpact.cli import main
-from gpact.config import RunConfig
+from gpact.config import RunConfig, TrainConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import add_primitive, grammar_from_dict, load_grammar
 from gpact.expr.symbolic import X
 from gpact.expr.trees import analyse, formula_to_sympy, make_pset, tree_to_sympy
+from gpact.expr.wire import expr_to_text, text_to_expr
 from gpact.run.runner import run
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import WORST
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 CFG = TrainConfig(width=4, steps=5)
@@ -84,16 +81,14 @@ def test_process_backend_matches_serial_and_stays_warm(setup):
 def test_process_worker_killed_or_hung_mid_chunk(setup, monkeypatch):
     """Chunk 0's worker dies on every attempt: WORST with the reason. Chunk 1's hangs once: timed out, re-run."""
     g, tasks, exprs, serial = setup
-    monkeypatch.setenv("GPACT_TEST_KILL_CHUNK", "0:always")
-    monkeypatch.setenv("GPACT_TEST_HANG_CHUNK", "1")
-    with ProcessBackend(workers=2, chunk_timeout=10) as b:
+    chunk_fn = use_faults(monkeypatch, "kill_chunk_0_hang_chunk_1")
+    with ProcessBackend(workers=2, chunk_timeout=10, chunk_fn=chunk_fn) as b:
         fits = b.evaluate(exprs, g, tasks, [0], CFG)
         assert fits[3:] == serial[3:]
         for f in fits[:3]:
             assert f.ood_score == WORST and f.diverged == len(tasks)
             assert f.reason == "worker died (exit code 3), twice"
-        monkeypatch.delenv("GPACT_TEST_KILL_CHUNK")
-        monkeypatch.delenv("GPACT_TEST_HANG_CHUNK")
+        b.chunk_fn = CHUNK_FN  # no more faults: the name travels with the next call's work
         assert b.evaluate(exprs, g, tasks, [0], CFG) == serial  # replaced workers carry on
 
 
@@ -101,7 +96,7 @@ def test_run_on_processes_with_a_killed_worker_matches_serial_byte_for_byte(tmp_
     runner = CliRunner()
     res = runner.invoke(main, [*TINY, "--out", str(tmp_path), "--run-id", "serial"])
     assert res.exit_code == 0, res.output
-    monkeypatch.setenv("GPACT_TEST_KILL_CHUNK", "0")  # every call's first chunk dies once, the retry succeeds
+    use_faults(monkeypatch, "kill_chunk_0_once")  # every call's first chunk dies once, the retry succeeds
     res = runner.invoke(main, [*TINY, "--out", str(tmp_path), "--run-id", "proc", "--backend", "process",
                                "--workers", "2"])
     assert res.exit_code == 0, res.output

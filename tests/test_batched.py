@@ -7,6 +7,7 @@ import pytest
 import sympy as sp
 import torch
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.expr.trees import compile_expr, formula_to_sympy
@@ -15,7 +16,6 @@ from gpact.train.batched import chunk_candidates, evaluate_batched, train_batche
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import evaluate_reference
 from gpact.train.interpreters import Interpreter, LoopInterpreter
-from gpact.train.mlp import TrainConfig
 from gpact.train.program import lower
 from gpact.train.reference import WORST, train_reference
 from gpact.train.tasks import make_suite, make_task

@@ -12,16 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from gpact.backends.pools import SerialBackend
-from gpact.config import RunConfig
+from gpact.backends.base import SerialBackend
+from gpact.config import LLMConfig, RunConfig, TrainConfig
 from gpact.errors import ConfigError
 from gpact.run import checkpoint
 from gpact.run.runner import run
 from gpact.run.stopping import Stopper, parse_duration
 from gpact.search.gp import Search
-from gpact.search.llm import LLMConfig
 from gpact.search.records import State
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 CFG = RunConfig(grammar="minimal", generations=3, population=8, seed=4, tasks="smoke", train_seeds=1,

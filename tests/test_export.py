@@ -15,8 +15,8 @@ from gpact.expr.grammar import add_primitive, load_grammar, resolve_path
 from gpact.expr.symbolic import X
 from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
 from gpact.report.export import ExportError, Member, expand_primitives, export, front_member
-from gpact.report.tables import front_rows, to_csv
 from gpact.run import rundir
+from gpact.run.front import front_rows, to_csv
 from gpact.search.records import Record
 
 FULL = load_grammar("full")

@@ -6,9 +6,10 @@ import torch
 from deap import gp
 
 from gpact.errors import FormulaError
+from gpact.expr.fingerprint import fingerprint
 from gpact.expr.grammar import load_grammar
 from gpact.expr.symbolic import X
-from gpact.expr.trees import analyse, compile_expr, fingerprint, formula_to_sympy, make_pset, parse_tree, tree_to_sympy
+from gpact.expr.trees import analyse, compile_expr, formula_to_sympy, make_pset, parse_tree, tree_to_sympy
 
 FULL = load_grammar("full")
 MINIMAL = load_grammar("minimal")

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError
 from gpact.train.fitness import WORST, Fitness, aggregate, evaluate_reference
-from gpact.train.mlp import TrainConfig
 from gpact.train.reference import TrainResult
 from gpact.train.tasks import make_suite
 

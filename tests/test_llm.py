@@ -14,11 +14,12 @@ pytest.importorskip("openai")
 
 from fake_llm import FakeLLM  # noqa: E402
 
+from gpact.config import LLMConfig  # noqa: E402
 from gpact.errors import ConfigError  # noqa: E402
 from gpact.expr.grammar import load_grammar  # noqa: E402
 from gpact.expr.llm_parse import CandidateError, extract_candidates, to_formula  # noqa: E402
 from gpact.expr.trees import analyse, make_pset, parse_tree, tree_to_sympy  # noqa: E402
-from gpact.search.llm import LLMConfig, LLMOperator, Parent, build_messages  # noqa: E402
+from gpact.search.llm import LLMOperator, Parent, build_messages  # noqa: E402
 
 GRAMMAR = load_grammar("full")
 PSET = make_pset(GRAMMAR)

@@ -2,7 +2,8 @@
 
 import torch
 
-from gpact.train.mlp import TrainConfig, forward, init_params
+from gpact.config import TrainConfig
+from gpact.train.mlp import forward, init_params
 
 
 def test_shapes_and_bounds():

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from gpact import ops
+from gpact.config import TrainConfig
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import parse
 from gpact.expr.grammar import grammar_from_dict, load_grammar
@@ -21,7 +22,6 @@ from gpact.report.export import Member, torch_source
 from gpact.train.batched import evaluate_batched
 from gpact.train.fitness import evaluate_reference
 from gpact.train.interpreters import Interpreter, LoopInterpreter, run_programs
-from gpact.train.mlp import TrainConfig
 from gpact.train.program import lower
 from gpact.train.tasks import make_suite
 

@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from gpact.expr.grammar import resolve_path
-from gpact.report import plots
-from gpact.report.tables import front_rows, to_csv
-from gpact.run import rundir
+from gpact.run import plots, rundir
+from gpact.run.front import front_rows, to_csv
 from gpact.search.records import Record
 
 FRONT = [("gelu(x) + 0.1*sin(x)", 14.0, 0.5), ("relu(x)", 1.0, 0.9), ("x*x*x + x", 3.0, 0.7), ("x", 0.0, 1.2)]

@@ -16,13 +16,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from faults import use_faults
 
-from gpact.backends.pools import ROOT, RayBackend, SerialBackend
+from gpact.backends.base import SerialBackend
+from gpact.backends.ray_pool import RayBackend
+from gpact.backends.worker import ROOT
 from gpact.cli import main
+from gpact.config import TrainConfig
 from gpact.expr.grammar import load_grammar
 from gpact.expr.trees import analyse, formula_to_sympy
 from gpact.train.fitness import WORST
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 ray = pytest.importorskip("ray")
@@ -48,7 +51,7 @@ def _same_results(a: Path, b: Path) -> None:
 
 def test_local_ray_run_with_a_killed_worker_matches_serial(tmp_path, monkeypatch):
     serial = _serial_run(tmp_path)
-    monkeypatch.setenv("GPACT_TEST_KILL_CHUNK", "0")  # every call's first chunk: its actor dies once, the retry runs
+    use_faults(monkeypatch, "kill_chunk_0_once")  # every call's first chunk: its actor dies once, the retry runs
     res = CliRunner().invoke(main, [*TINY, "--out", str(tmp_path), "--run-id", "ray", "--backend", "ray",
                                     "--workers", "2"])
     assert res.exit_code == 0, res.output
@@ -144,9 +147,8 @@ def test_two_node_cluster_faults_and_nodes(two_node_cluster, monkeypatch):
     tasks = make_suite("smoke", n_train=32, n_ood=32, seed=0)
     exprs = [analyse(formula_to_sympy(f, g), g).expr for f in ("gelu(x)", "x*tanh(x)", "sin(x) + x", "tanh(x)")]
     serial = SerialBackend().evaluate(exprs, g, tasks, [0], CFG)
-    monkeypatch.setenv("GPACT_TEST_KILL_CHUNK", "0:always")
-    monkeypatch.setenv("GPACT_TEST_HANG_CHUNK", "1")
-    with RayBackend(address=two_node_cluster, chunk_timeout=20) as b:
+    chunk_fn = use_faults(monkeypatch, "kill_chunk_0_hang_chunk_1")
+    with RayBackend(address=two_node_cluster, chunk_timeout=20, chunk_fn=chunk_fn) as b:
         fits = b.evaluate(exprs, g, tasks, [0], CFG)
         assert len(b.nodes) == 2
     assert fits[2:] == serial[2:]

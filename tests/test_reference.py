@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from gpact.train.mlp import TrainConfig, forward, init_params
+from gpact.config import TrainConfig
+from gpact.train.mlp import forward, init_params
 from gpact.train.reference import WORST, TrainResult, train_reference
 from gpact.train.tasks import make_task
 

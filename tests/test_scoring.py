@@ -5,13 +5,14 @@ import math
 import pytest
 import sympy as sp
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import load_grammar
 from gpact.expr.trees import Analysis, analyse, formula_to_sympy
+from gpact.report.scores import format_per_task, format_table, to_csv
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import WORST, Fitness
-from gpact.train.mlp import TrainConfig
-from gpact.train.scoring import _row, format_per_task, format_table, score_formulas, to_csv
+from gpact.train.scoring import _row, score_formulas
 from gpact.train.tasks import make_suite
 
 CFG = TrainConfig(width=8, steps=30)

@@ -3,13 +3,12 @@ import random
 import pytest
 from deap import gp
 
-from gpact.config import RunConfig
+from gpact.config import RunConfig, TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import load_grammar
 from gpact.search.gp import Search
 from gpact.search.records import Record, State, pareto_front
 from gpact.train.fitness import WORST, Fitness
-from gpact.train.mlp import TrainConfig
 from gpact.train.tasks import make_suite
 
 CFG = RunConfig(grammar="minimal", population=8, generations=2, tasks="smoke", train_seeds=1,

@@ -15,11 +15,11 @@ from gpact.expr.templates import (
     conforms,
     count_distinct,
     enumerate_trees,
+    equivalence_inputs,
     function_keys,
     get_template,
     match,
     pick_template,
-    probe_inputs,
     template_names,
     to_text,
 )
@@ -138,7 +138,7 @@ def test_distinct_count_matches_brute_force():
     pset = make_pset(g)
     t = get_template(g, "cell")
     assert t.names == 5**4 * 4**2
-    x = probe_inputs(300)
+    x = equivalence_inputs(300)
     keys = set()
     for tree in enumerate_trees(t, g, pset):
         with torch.no_grad():
@@ -152,7 +152,7 @@ def test_distinct_count_matches_brute_force():
 
 
 def test_function_keys_equal_for_equal_functions():
-    x = probe_inputs(200)
+    x = equivalence_inputs(200)
     a = torch.stack([x * 2, x + x, torch.tanh(x), x * 2 * (1 + 1e-12), torch.zeros_like(x), x - x + 1e-12])
     k = function_keys(a)
     assert k[0] == k[1] == k[3] and k[4] == k[5] and len(set(k.tolist())) == 3

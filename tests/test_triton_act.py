@@ -66,7 +66,7 @@ def test_training_with_the_kernel_matches_the_torch_backend():
         from gpact.train.batched import train_batched
         from gpact.expr.trees import formula_to_sympy
         from gpact.expr.grammar import load_grammar
-        from gpact.train.mlp import TrainConfig
+        from gpact.config import TrainConfig
         from gpact.train.program import lower
         from gpact.train.tasks import make_suite
 

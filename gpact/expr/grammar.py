@@ -25,6 +25,7 @@ from gpact.errors import FormulaError, GrammarError
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import parse
 from gpact.expr.symbolic import ARGS, node_to_sympy
+from gpact.expr.templates import validate_templates
 from gpact.expr.torchfn import to_torch
 
 # The shipped grammars are package data (gpact/grammars/*.yaml, see setup.cfg), so they come with any install;
@@ -210,8 +211,6 @@ def build_grammar(doc: _Doc, path: str) -> Grammar:
         templates=top["templates"].value() or {} if "templates" in top else {},
         description=str(top["description"].value()) if "description" in top else "",
     )
-    from gpact.expr.templates import validate_templates  # imported here: templates.py imports this module
-
     validate_templates(grammar)
     return grammar
 

@@ -35,23 +35,25 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from deap import gp
 
 from gpact.errors import FormulaError, GrammarError
+from gpact.expr.fingerprint import equivalence_inputs, function_keys
 from gpact.expr.formula import Call, Node, Num, Var, parse
-from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import NAMED_CONSTANTS
+
+if TYPE_CHECKING:  # grammar.py checks templates on load, so this module must not import it at run time
+    from gpact.expr.grammar import Grammar, Primitive
 
 _TEMPLATE_KEYS = {"shape", "slots", "constant", "doc"}
 _RESERVED = ("ops", "run")  # keys of `templates:` that are not templates
 _GROUP_ARITY = {"unary": 1, "binary": 2, "ternary": 3}
 _ARG_NAMES = ("a", "b", "c")
 _CONST_NAME = re.compile(r"beta\d*$")
-_ABS_FLOOR = 1e-9  # outputs below this count as 0 when comparing functions
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -541,40 +543,16 @@ class _Level:
     texts: list[str]
 
 
-def probe_inputs(points: int = 1000, seed: int = 0) -> torch.Tensor:
-    """AQuaSurF's equivalence inputs: N(0, 1) samples clipped to [-5, 5], float64."""
-    return torch.from_numpy(np.clip(np.random.default_rng(seed).normal(size=points), -5.0, 5.0))
-
-
-def function_keys(values: torch.Tensor) -> np.ndarray:
-    """One 64-bit key per row: outputs to ~6 significant digits (|v| < 1e-9 counts as 0), hashed."""
-    a = np.nan_to_num(values.numpy(), nan=1.2345e300, posinf=1e300, neginf=-1e300)
-    a = np.where(np.abs(a) < _ABS_FLOOR, 0.0, a)
-    m, e = np.frexp(a)
-    q = np.round(m * 2.0**20).astype(np.int64)
-    carry = np.abs(q) == 2**20  # rounding up to 1.0: renormalise, so equal numbers get equal keys
-    q, e = np.where(carry, q // 2, q), np.where(carry, e + 1, e)
-    k = (q * 4096 + (e.astype(np.int64) + 2048)).astype(np.uint64)
-    k = k + np.arange(k.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):  # splitmix64 per element, then a sum: wraps mod 2**64 on purpose
-        k ^= k >> np.uint64(30)
-        k *= np.uint64(0xBF58476D1CE4E5B9)
-        k ^= k >> np.uint64(27)
-        k *= np.uint64(0x94D049BB133111EB)
-        k ^= k >> np.uint64(31)
-        return k.sum(axis=1, dtype=np.uint64)
-
-
 def count_distinct(template: Template | str, grammar: Grammar, points: int = 1000, seed: int = 0,
                    formulas: bool = False, chunk_elements: int = 4_000_000) -> Enumeration:
-    """Count the template's names and its distinct functions by outputs on `probe_inputs(points, seed)`.
+    """Count the template's names and its distinct functions by outputs on `equivalence_inputs(points, seed)`.
 
     Bottom-up: each slot's distinct outputs are computed from its arguments' distinct outputs, so equal
     sub-functions are combined once. With `formulas`, also return one formula per distinct function (the
     first in enumeration order, free constants at `template.constant`).
     """
     t = get_template(grammar, template)
-    x = probe_inputs(points, seed)
+    x = equivalence_inputs(points, seed)
     step = max(1, chunk_elements // points)
 
     def evaluate(p: Pattern, argvals: tuple[torch.Tensor | None, ...], consts: dict[str, float]) -> torch.Tensor:

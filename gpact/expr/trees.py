@@ -16,12 +16,12 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import sympy as sp
 import torch
 from deap import gp
 
 from gpact.errors import FormulaError
+from gpact.expr.fingerprint import fingerprint
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import Call, Node, Num, Var, parse
 from gpact.expr.grammar import Grammar, Primitive
@@ -30,7 +30,6 @@ from gpact.expr.torchfn import to_torch
 
 SIMPLIFY_MAX_OPS = 40  # above this, sympy's simplify is skipped: too slow to be worth it
 SIMPLIFY_SECONDS = 3.0  # safety net only; the op cap keeps normal calls far below it
-_PROBE = np.concatenate([np.linspace(-6.0, 6.0, 97), np.clip(np.random.default_rng(0).normal(size=63), -5, 5)])
 
 
 @dataclass(frozen=True)
@@ -216,14 +215,6 @@ def _time_limit(seconds: float):
 def compile_expr(expr: sp.Expr, grammar: Grammar) -> Callable[[torch.Tensor], torch.Tensor]:
     """The torch activation for a formula: autograd-differentiable, any dtype/device."""
     return to_torch(expr, grammar.functions)
-
-
-def fingerprint(expr: sp.Expr, grammar: Grammar) -> str:
-    """Hash of the function's values on fixed probe points (float64, 6 significant digits)."""
-    with torch.no_grad():
-        values = compile_expr(expr, grammar)(torch.tensor(_PROBE, dtype=torch.float64)).numpy()
-    text = ",".join(f"{v:.6g}" for v in values)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def analyse(expr: sp.Expr, grammar: Grammar) -> Analysis:

@@ -20,8 +20,8 @@ from gpact.errors import FormulaError, GpactError
 from gpact.expr.grammar import Grammar
 from gpact.expr.symbolic import ARGS, X
 from gpact.expr.trees import analyse, formula_to_sympy
-from gpact.report.show import read_front
 from gpact.run import checkpoint
+from gpact.run.front import read_front
 
 FORMATS = ("torch", "python", "sympy", "latex")
 

@@ -6,17 +6,15 @@ these work on finished, interrupted and crashed runs alike, and on runs still go
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpact.errors import ConfigError
-from gpact.report.tables import fmt, table
 from gpact.run import checkpoint, rundir
-
-PLOTS = ("pareto.png", "curves.png")
+from gpact.run.front import fmt, grid, read_front, table
+from gpact.run.plots import write_plots
 
 
 @dataclass
@@ -43,28 +41,10 @@ class RunInfo:
         return int(self.config.get("generations", 0))
 
 
-def read_front(run_dir: Path) -> list[dict[str, Any]]:
-    """pareto.csv as rows with numbers (the columns of `report.front_rows`); [] if there is none yet."""
-    path = Path(run_dir) / rundir.PARETO
-    if not path.exists():
-        return []
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            out: dict[str, Any] = dict(row)
-            out["rank"] = int(row["rank"])
-            for k in ("flops", "ood_score", "vs_gelu", "holdout_score", "holdout_vs_gelu", "id_loss"):
-                out[k] = float(row[k]) if row.get(k) not in (None, "") else None
-            rows.append(out)
-    return rows
-
-
 def load_run(run_dir: Path) -> RunInfo:
     """A run's state from its files; the summary counts only if it is newer than the checkpoint."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / rundir.CONFIG
-    if not cfg_path.exists():
-        raise ConfigError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
+    cfg_path = rundir.config_path(run_dir)
     info = RunInfo(run_dir, json.loads(cfg_path.read_text(encoding="utf-8")))
     summary_path, ckpt_path = run_dir / rundir.SUMMARY, run_dir / checkpoint.FILE
     current = summary_path.exists() and (not ckpt_path.exists()
@@ -106,11 +86,7 @@ def format_list(runs: list[RunInfo]) -> str:
     head = ["run", "started", "grammar", "generations", "evals", "best OOD", "status"]
     body = [[r.path.name, r.started.replace("T", " "), r.grammar, f"{r.generations_done}/{r.generations_target}",
              str(r.evaluations), fmt(r.best), r.status] for r in runs]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body]
-    return "\n".join(lines) if body else "no runs"
+    return "\n".join(grid(head, body)) if body else "no runs"
 
 
 def show_run(run_dir: Path, plots: bool = True) -> str:
@@ -132,8 +108,6 @@ def show_run(run_dir: Path, plots: bool = True) -> str:
     rows = read_front(info.path)
     lines += ["", table(rows) if rows else "no front yet (no generation finished)"]
     if plots and rows:
-        from gpact.report.plots import write_plots
-
         paths = write_plots(info.path, only_missing=True)
         lines += ["", "plots: " + ", ".join(str(p) for p in paths)]
     lines += ["", f"export: gpact export {info.path} --rank 1 --format torch"]

@@ -25,8 +25,8 @@ import torch
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.trees import compile_expr, make_pset, parse_tree, tree_to_sympy
+from gpact.run.front import grid
 from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES
-from gpact.train.scoring import grid
 
 # name -> (scikit-learn loader, task kind)
 DATASETS: dict[str, tuple[str, str]] = {

@@ -214,9 +214,7 @@ def check_compatible(saved: dict[str, Any], cfg: RunConfig, run_dir: Path) -> No
 def saved_config(run_dir: Path) -> dict[str, Any]:
     """The config a run was started with (its checkpoint's, else config.json)."""
     run_dir = Path(run_dir)
-    path = run_dir / rundir.CONFIG
-    if not path.exists():
-        raise ConfigError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
+    path = rundir.config_path(run_dir)
     ckpt_path = run_dir / FILE
     if ckpt_path.exists():
         ckpt = load(run_dir)

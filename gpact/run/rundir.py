@@ -30,6 +30,14 @@ def new_run_dir(cfg: RunConfig, grammar_name: str) -> Path:
     return path
 
 
+def config_path(run_dir: Path) -> Path:
+    """The run folder's config.json; a ConfigError if `run_dir` is not a run folder."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG})")
+    return path
+
+
 def write_text(path: Path, text: str) -> None:
     """Atomic write: a reader (or a crash) sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpact.backends.pools import Backend, make_backend
+from gpact.backends import make_backend
+from gpact.backends.base import Backend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.templates import run_templates
 from gpact.expr.trees import make_pset
-from gpact.report.tables import front_rows, table, to_csv
 from gpact.run import checkpoint, rundir
+from gpact.run.front import front_rows, table, to_csv
+from gpact.run.plots import write_plots
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
 from gpact.search.accept import Acceptance
@@ -212,8 +214,6 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
 
 def _plots(out: Path, grammar: Grammar, echo: Callable[[str], None]) -> list[Path]:
     """Plots are a convenience: a failure to draw them is reported, never fatal to a finished run."""
-    from gpact.report.plots import write_plots
-
     try:
         return write_plots(out, grammar=grammar)
     except Exception as exc:  # matplotlib or an exotic primitive; the run's data is already written

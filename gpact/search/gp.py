@@ -30,7 +30,7 @@ from gpact.train.fitness import WORST
 from gpact.train.tasks import Task
 
 if TYPE_CHECKING:
-    from gpact.backends.pools import Backend
+    from gpact.backends.base import Backend
 
 if not hasattr(creator, "GpactFitness"):  # DEAP creator classes: module level, created once
     creator.create("GpactFitness", base.Fitness, weights=(-1.0, -1.0))

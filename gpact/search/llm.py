@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from deap import gp
 
+from gpact.config import LLMConfig
 from gpact.errors import ConfigError, FormulaError
+from gpact.expr.fingerprint import is_finite
 from gpact.expr.grammar import Grammar
 from gpact.expr.llm_parse import MAX_ANSWER_CHARS, CandidateError, extract_candidates, to_formula
-from gpact.expr.trees import Analysis, analyse, compile_expr, parse_tree, tree_to_sympy
+from gpact.expr.trees import Analysis, analyse, parse_tree, tree_to_sympy
 from gpact.search.accept import Acceptance
 
 CACHE_VERSION = 1
@@ -42,46 +43,6 @@ _OPERATOR_SPELLING = {"+": "a + b", "-": "a - b", "*": "a * b", "/": "a / b", "n
 # Errors worth replaying from the cache: the server answered (badly). A server that cannot be reached
 # at all is not cached, so a re-run after starting it gets real answers.
 _UNCACHED_ERRORS = {"connection", "client_error"}
-_PROBE = torch.linspace(-6.0, 6.0, 97)  # a child must be finite here (float32, as trained)
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    base_url: str | None = None  # e.g. http://localhost:8000/v1 (vLLM), http://localhost:11434/v1 (Ollama)
-    model: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key; the key itself is never stored
-    rate: float = 0.0  # probability that a crossover is done by the LLM
-    mutation_rate: float = 0.0  # probability that a mutation is done by the LLM
-    max_calls: int = 100  # requests per run (cached ones included, so a re-run replays the same calls)
-    max_total_tokens: int = 0  # token budget per run; 0 = none
-    timeout: float = 30.0  # seconds per request; no retries
-    n_children: int = 2  # formulas asked for per request
-    temperature: float = 0.7
-    max_tokens: int = 1024  # completion tokens per request
-    front_size: int = 5  # front members shown as context
-    cache_dir: str | None = None  # default: chosen by the caller (shared across runs)
-
-    def __post_init__(self) -> None:
-        checks = [
-            (0 <= self.rate <= 1 and 0 <= self.mutation_rate <= 1, "llm rate and mutation_rate must be in [0, 1]"),
-            (self.max_calls >= 0 and self.max_total_tokens >= 0, "llm max_calls and max_total_tokens must be >= 0"),
-            (self.timeout > 0, "llm timeout must be > 0 seconds"),
-            (1 <= self.n_children <= 16, "llm n_children must be in 1..16"),
-            (0 <= self.temperature <= 2, "llm temperature must be in [0, 2]"),
-            (self.max_tokens >= 1 and self.front_size >= 0, "llm max_tokens must be >= 1, front_size >= 0"),
-            (not self.wanted or (self.base_url and self.model), "an LLM rate > 0 needs --llm-base-url and --llm-model"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
-
-    @property
-    def wanted(self) -> bool:
-        return self.rate > 0 or self.mutation_rate > 0
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.wanted and self.base_url and self.model)
 
 
 @dataclass(frozen=True)
@@ -306,9 +267,7 @@ class LLMOperator:
             no = self.accept.check(tree, an)
         if no is not None:
             raise CandidateError(no.reason, no.detail)
-        with torch.no_grad():
-            finite = bool(torch.isfinite(compile_expr(an.expr, self.grammar)(_PROBE)).all())
-        if not finite:
+        if not is_finite(an.expr, self.grammar):
             raise CandidateError("non_finite", f"not finite in float32 on [-6, 6]: {_clip(an.formula, 100)}")
         return tree, an
 

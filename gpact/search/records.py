@@ -13,7 +13,7 @@ from gpact.train.fitness import WORST, Fitness
 from gpact.train.tasks import Task
 
 if TYPE_CHECKING:
-    from gpact.backends.pools import Backend
+    from gpact.backends.base import Backend
 
 
 @dataclass

@@ -23,7 +23,7 @@ from gpact.search.records import GenerationStats, State
 from gpact.train.tasks import Task
 
 if TYPE_CHECKING:
-    from gpact.backends.pools import Backend
+    from gpact.backends.base import Backend
 
 
 class Strategy(Protocol):

@@ -11,11 +11,12 @@ from collections.abc import Callable, Sequence
 
 import sympy as sp
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.expr.trees import compile_expr
 from gpact.train.fitness import Fitness, evaluate_reference
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.tasks import Task
 
 EVALUATORS = ("auto", "reference", "batched")

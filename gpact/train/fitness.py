@@ -12,12 +12,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.reference import WORST, Activation, TrainResult, train_reference
 from gpact.train.tasks import Task
 
-__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference"]
+__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "median"]
 
 LOSS_FLOOR = 1e-12
 """Losses are floored here before taking logs, so an exact fit does not give log(0) = -inf."""
@@ -34,7 +35,7 @@ class Fitness:
     reason: str = ""  # first failure reason, if any
 
 
-def _median(values: list[float]) -> float:
+def median(values: list[float]) -> float:
     """Median, with the middle pair averaged; an infinity among the middle values gives infinity."""
     v = sorted(values)
     mid = len(v) // 2
@@ -43,10 +44,11 @@ def _median(values: list[float]) -> float:
 
 def _task_median(results: list[TrainResult], attr: str) -> float:
     vals = [math.inf if r.diverged or getattr(r, attr) >= WORST else getattr(r, attr) for r in results]
-    return min(_median(vals), WORST)
+    return min(median(vals), WORST)
 
 
-def _geo_mean(values: list[float]) -> float:
+def geo_mean(values: list[float]) -> float:
+    """Geometric mean, losses floored at LOSS_FLOOR; WORST if any value is WORST."""
     if any(v >= WORST for v in values):
         return WORST
     return min(math.exp(sum(math.log(max(v, LOSS_FLOOR)) for v in values) / len(values)), WORST)
@@ -60,8 +62,8 @@ def aggregate(losses: dict[str, list[TrainResult]]) -> Fitness:
     id_per_task = [_task_median(rs, "id_loss") for rs in losses.values()]
     failures = [r for rs in losses.values() for r in rs if r.diverged]
     return Fitness(
-        ood_score=_geo_mean(list(per_task.values())),
-        id_loss=_geo_mean(id_per_task),
+        ood_score=geo_mean(list(per_task.values())),
+        id_loss=geo_mean(id_per_task),
         per_task=per_task,
         diverged=len(failures),
         reason=next((r.reason for r in failures if r.reason), ""),

@@ -7,36 +7,12 @@ from bit-identical weights for the same seed and can be checked against each oth
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from gpact.errors import ConfigError
+from gpact.config import TrainConfig
 
 Params = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one candidate is trained on one task."""
-
-    width: int = 32
-    depth: int = 2  # number of hidden layers (activation after each)
-    steps: int = 300
-    lr: float = 1e-2  # full-batch Adam
-    clip_loss: float = 1e6  # a training whose loss exceeds this (or is non-finite) has diverged
-    dtype: str = "float32"  # or "float64": slower, for checking one evaluator against another
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"train dtype must be one of {', '.join(DTYPES)}, got '{self.dtype}'")
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 DEFAULT_CONFIG = TrainConfig()

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig, forward, init_params
+from gpact.config import TrainConfig
+from gpact.train.mlp import DEFAULT_CONFIG, forward, init_params
 from gpact.train.tasks import Task
 
 WORST = 1e6

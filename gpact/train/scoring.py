@@ -1,9 +1,9 @@
 """Score fixed formulas on a task suite, per seed, and compare each with a reference (GELU) with its spread.
 
-Behind `gpact eval` and `gpact baselines`. Every seed is evaluated separately through the evaluation
-seam (`evaluate_population(..., seeds=[s])`), which costs the same trainings as one call with all seeds
-and gives per-seed scores, so each comparison with GELU is paired (same tasks, same seed) and printed
-with its range over seeds:
+Behind `gpact eval` and `gpact baselines` (their tables: gpact.report.scores). Every seed is evaluated
+separately through the evaluation seam (`evaluate_population(..., seeds=[s])`), which costs the same
+trainings as one call with all seeds and gives per-seed scores, so each comparison with GELU is paired
+(same tasks, same seed) and printed with its range over seeds:
 
 - `ood_score`: per task the median over seeds of the OOD loss, then the geometric mean over tasks:
   exactly the search's fitness on the same tasks and seeds.
@@ -14,8 +14,6 @@ with its range over seeds:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import time
@@ -26,13 +24,14 @@ from multiprocessing import get_context
 
 import torch
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE
 from gpact.train.evaluate import evaluate_population
-from gpact.train.fitness import LOSS_FLOOR, WORST, Fitness
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig
+from gpact.train.fitness import WORST, Fitness, geo_mean, median
+from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.tasks import make_suite, resolve_names
 
 Progress = Callable[[int, int], None]  # (seeds done, seeds total)
@@ -205,22 +204,10 @@ class _torch_threads:
 # aggregation
 
 
-def _median(values: list[float]) -> float:
-    v = sorted(values)
-    mid = len(v) // 2
-    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
-
-
-def _geo_mean(values: list[float]) -> float:
-    if any(v >= WORST for v in values):
-        return WORST
-    return min(math.exp(sum(math.log(max(v, LOSS_FLOOR)) for v in values) / len(values)), WORST)
-
-
 def _row(label: str, an: Analysis, fits: list[Fitness], ref: list[Fitness], is_ref: bool) -> ScoreRow:
     tasks = list(fits[0].per_task)
     # a failed seed is +inf inside the median (as in fitness.aggregate), so a median failure stays WORST
-    per_task = {t: min(_median([math.inf if f.per_task[t] >= WORST else f.per_task[t] for f in fits]), WORST)
+    per_task = {t: min(median([math.inf if f.per_task[t] >= WORST else f.per_task[t] for f in fits]), WORST)
                 for t in tasks}
     ratios = [f.ood_score / r.ood_score for f, r in zip(fits, ref, strict=True)
               if f.ood_score < WORST and 0 < r.ood_score < WORST]
@@ -229,10 +216,10 @@ def _row(label: str, an: Analysis, fits: list[Fitness], ref: list[Fitness], is_r
         label=label,
         formula=an.formula,
         flops=an.flops,
-        ood_score=_geo_mean(list(per_task.values())),
-        id_loss=_median([f.id_loss for f in fits]),
+        ood_score=geo_mean(list(per_task.values())),
+        id_loss=median([f.id_loss for f in fits]),
         seed_scores=tuple(f.ood_score for f in fits),
-        vs_ref=_median(ratios) if ok else None,
+        vs_ref=median(ratios) if ok else None,
         vs_ref_lo=min(ratios) if ok else None,
         vs_ref_hi=max(ratios) if ok else None,
         wins=sum(f.ood_score < r.ood_score for f, r in zip(fits, ref, strict=True)),
@@ -241,83 +228,3 @@ def _row(label: str, an: Analysis, fits: list[Fitness], ref: list[Fitness], is_r
         reason=next((f.reason for f in fits if f.reason), ""),
         is_reference=is_ref,
     )
-
-
-# ---------------------------------------------------------------------------------------------------------
-# output
-
-
-def _fmt(v: float | None, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if v >= WORST:
-        return "failed"
-    return f"{v:.{digits}g}"
-
-
-def grid(head: list[str], body: list[list[str]], markdown: bool = False) -> list[str]:
-    """Lines of a table: aligned plain text, or GitHub markdown."""
-    if markdown:
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-        return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in b) + " |" for b in body]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    return lines + ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body]
-
-
-def table_rows(table: ScoreTable, sort: bool = False) -> list[list[str]]:
-    rows = sorted(table.rows, key=lambda r: (r.vs_ref is None, r.vs_ref or 0.0, r.ood_score)) if sort else table.rows
-    n = len(table.seeds)
-    out = []
-    for r in rows:
-        spread = f"{_fmt(r.vs_ref_lo, 3)}-{_fmt(r.vs_ref_hi, 3)}" if r.vs_ref is not None else "-"
-        name = r.label + (" (ref)" if r.is_reference else "")
-        formula = r.formula if r.formula != r.label else ""
-        out.append([name, _fmt(r.flops, 3), _fmt(r.ood_score), _fmt(r.id_loss, 3), _fmt(r.vs_ref, 3), spread,
-                    f"{r.wins}/{n}", str(r.diverged), formula])
-    return out
-
-
-def header(table: ScoreTable) -> list[str]:
-    ref = table.reference
-    return ["name", "FLOPs", "OOD score", "ID loss", f"vs {ref}", "range", f"beats {ref}", "failed", "formula"]
-
-
-def format_table(table: ScoreTable, sort: bool = False, markdown: bool = False) -> str:
-    """The table as plain text (or GitHub markdown), with a line saying what was run."""
-    head, body = header(table), table_rows(table, sort)
-    lines = grid(head, body, markdown)
-    return "\n".join(lines + ["", describe(table)])
-
-
-def describe(table: ScoreTable) -> str:
-    c = table.cfg
-    return (f"{len(table.tasks)} tasks x {len(table.seeds)} seeds, MLP width {c.width} depth {c.depth}, "
-            f"{c.steps} Adam steps (lr {c.lr}); {table.seconds:.0f} s. OOD score: geometric mean over tasks of "
-            f"the median OOD MSE over seeds (lower is better); vs {table.reference}: median over seeds of the "
-            f"per-seed score ratio, range = lowest-highest ratio.")
-
-
-def to_csv(table: ScoreTable) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["name", "formula", "flops", "ood_score", "id_loss", "vs_ref", "vs_ref_lo", "vs_ref_hi", "wins",
-                "seeds", "diverged", "seed_scores", *table.tasks])
-    for r in table.rows:
-        w.writerow([r.label, r.formula, f"{r.flops:g}", f"{r.ood_score:.6g}", f"{r.id_loss:.6g}",
-                    *("" if v is None else f"{v:.6g}" for v in (r.vs_ref, r.vs_ref_lo, r.vs_ref_hi)),
-                    r.wins, len(table.seeds), r.diverged, " ".join(f"{s:.6g}" for s in r.seed_scores),
-                    *(f"{r.per_task[t]:.6g}" for t in table.tasks)])
-    return out.getvalue()
-
-
-def format_per_task(table: ScoreTable, sort: bool = False, markdown: bool = False) -> str:
-    """Per task: median OOD loss over seeds divided by the reference's (below 1: better than the reference)."""
-    ref = next(r for r in table.rows if r.is_reference)
-    rows = sorted(table.rows, key=lambda r: (r.vs_ref is None, r.vs_ref or 0.0)) if sort else table.rows
-    head = ["name", *table.tasks]
-    body = [[r.label, *(_fmt(r.per_task[t] / ref.per_task[t] if r.per_task[t] < WORST and ref.per_task[t] > 0
-                             else WORST, 3) for t in table.tasks)] for r in rows]
-    lines = grid(head, body, markdown)
-    return "\n".join([f"median OOD loss per task relative to {table.reference}", *lines])

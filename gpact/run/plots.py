@@ -1,5 +1,7 @@
 """Plots of a run, as PNG files in its folder: the Pareto front, and the front's activation curves.
 
+Part of the run folder (DESIGN.md §7): a run draws them when it ends, `gpact show` draws missing ones.
+
 matplotlib is imported here only, with the Agg backend (no display needed), so runs that never plot do not
 pay for it. Everything is read from the run folder, so `gpact show` can draw the plots of any run.
 """
@@ -16,11 +18,11 @@ import torch
 
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
-from gpact.report.show import PLOTS, read_front
 from gpact.run import checkpoint, rundir
+from gpact.run.front import read_front
 from gpact.train import baselines
 
-PARETO_PNG, CURVES_PNG = PLOTS
+PARETO_PNG, CURVES_PNG = "pareto.png", "curves.png"
 X_RANGE = (-5.0, 5.0)
 MAX_CURVES = 6  # more lines than this are hard to tell apart
 REFERENCE_STYLE = {"gelu": ("black", "--"), "relu": ("dimgray", ":")}

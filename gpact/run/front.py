@@ -1,4 +1,8 @@
-"""Tables and CSV for fronts: the same columns on screen and on disk."""
+"""A run's Pareto front as rows, as `pareto.csv` (written and read back) and as a text table.
+
+The run folder holds the front as CSV; the same rows print as the table at the end of a run and in
+`gpact show`. `grid` aligns any text table (the front's, `gpact list`'s, `gpact eval`'s).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ import csv
 import io
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from gpact.run import rundir
 from gpact.search.records import Record
 
 CSV_COLUMNS = ("rank", "flops", "ood_score", "vs_gelu", "holdout_score", "holdout_vs_gelu", "id_loss",
@@ -48,6 +55,33 @@ def to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+def read_front(run_dir: Path) -> list[dict[str, Any]]:
+    """pareto.csv as rows with numbers (the columns of `front_rows`); [] if there is none yet."""
+    path = Path(run_dir) / rundir.PARETO
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            out: dict[str, Any] = dict(row)
+            out["rank"] = int(row["rank"])
+            for k in ("flops", "ood_score", "vs_gelu", "holdout_score", "holdout_vs_gelu", "id_loss"):
+                out[k] = float(row[k]) if row.get(k) not in (None, "") else None
+            rows.append(out)
+    return rows
+
+
+def grid(head: list[str], body: list[list[str]], markdown: bool = False) -> list[str]:
+    """Lines of a table: columns aligned in plain text (a dashed rule under the head), or GitHub markdown."""
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+        return lines + ["| " + " | ".join(c.replace("|", "\\|") for c in b) + " |" for b in body]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    return lines + ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body]
+
+
 def table(rows: list[dict], title: str = "Pareto front") -> str:
     """Plain-text table: rank, FLOPs, OOD score, vs GELU (and holdout), formula."""
     has_holdout = any(r.get("holdout_score") is not None for r in rows)
@@ -57,8 +91,4 @@ def table(rows: list[dict], title: str = "Pareto front") -> str:
     body = [[str(r["rank"]), fmt(r["flops"], 3), fmt(r["ood_score"]), fmt(r["vs_gelu"], 3)]
             + ([fmt(r["holdout_vs_gelu"], 3)] if has_holdout else []) + ([r.get("origin", "gp")] if has_origin else [])
             + [r["formula"]] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body]
-    return "\n".join(lines)
+    return "\n".join([title, *grid(head, body)])
