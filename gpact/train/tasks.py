@@ -19,6 +19,12 @@ both sides of the training interval (e.g. [1, 2] and [-2, -1]).
 
 Inputs and targets are standardised with TRAINING statistics only; the OOD split reuses the same
 shift and scale, so nothing about the OOD inputs leaks into training.
+
+Besides these hand-written tasks and their suites, every function here takes library names
+(gpact.train.library; docs/tasks.md): "<family>/<index>" for a seeded draw of one of the generator
+families ("rational/17"), "feynman/<id>" for an equation of the shipped AI Feynman table, and
+"random:N" / "random:N@SEED" for N such names dealt across families by a seed. `split_tasks` gives the
+unit (family, or Feynman group) of each task for the splits of gpact.train.library.splits.
 """
 
 from __future__ import annotations

@@ -59,7 +59,9 @@ def check(spec: TaskSpec) -> str:
 
 
 def is_library_name(name: str) -> bool:
-    return name.startswith("feynman/") or bool(_NAME.match(name) and _NAME.match(name).group(1) in FAMILIES)
+    """Whether `name` has the form of a library name (the index or Feynman id may still not exist)."""
+    m = _NAME.match(name)
+    return name.startswith("feynman/") or bool(m and m.group(1) in FAMILIES)
 
 
 def _spec(name: str, family: str, drawn: Drawn) -> TaskSpec:

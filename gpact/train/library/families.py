@@ -53,7 +53,9 @@ def _signed(rng: np.random.Generator, lo: float, hi: float, size=None) -> np.nda
 
 
 def _n_inputs(rng: np.random.Generator, most: int) -> int:
-    return int(rng.choice(np.arange(1, most + 1), p=np.array([0.5, 0.3, 0.2][:most]) / sum([0.5, 0.3, 0.2][:most])))
+    """1, 2 or 3 inputs (at most `most`) with weights 5 : 3 : 2."""
+    weights = np.array([0.5, 0.3, 0.2][:most])
+    return int(rng.choice(np.arange(1, most + 1), p=weights / weights.sum()))
 
 
 def _region(

@@ -5,13 +5,15 @@ on shares a generator with what it is tested on.
 
 Default (`family_split(seed)`): the test units are fixed, DEFAULT_TEST, so reported test numbers
 compare across runs and seeds; the seed deals the validation units out of the rest, and the remaining
-units are searched. DEFAULT_TEST takes one unit of each kind of behaviour outside the box that the
-search keeps a sibling of: bounded/decaying ("rational"; search keeps "saturating", "bump"), decaying
-oscillation ("damped"; search keeps "harmonic"), growing products and quotients ("powers"; search keeps
-"polynomial", "exponential", "logsqrt") and physics ("feynman-III", the smallest group; "feynman-I" and
-"feynman-II" stay). None of them is a family of the hand-written suites "default" and "holdout"
-(polynomial, harmonic, feynman I and II), so runs on those never selected on a test family either.
-`test=None` deals the test units by the seed too.
+units are searched. DEFAULT_TEST takes one unit of each kind of behaviour outside the box and leaves
+siblings of each kind to the units that search and validation are dealt from:
+- bounded / decaying: "rational" ("saturating", "bump" stay);
+- decaying oscillation: "damped" ("harmonic" stays);
+- growing products and quotients: "powers" ("polynomial", "exponential", "logsqrt" stay);
+- physics: "feynman-III", the smallest group ("feynman-I", "feynman-II" stay).
+None of them is a family of the hand-written suites "default" and "holdout" (polynomial, harmonic,
+Feynman groups I and II), so runs on those never selected on a test family either. `test=None` deals
+the test units by the seed too.
 """
 
 from __future__ import annotations
