@@ -19,6 +19,12 @@ both sides of the training interval (e.g. [1, 2] and [-2, -1]).
 
 Inputs and targets are standardised with TRAINING statistics only; the OOD split reuses the same
 shift and scale, so nothing about the OOD inputs leaks into training.
+
+Besides these hand-written tasks and their suites, every function here takes library names
+(gpact.train.library; docs/tasks.md): "<family>/<index>" for a seeded draw of one of the generator
+families ("rational/17"), "feynman/<id>" for an equation of the shipped AI Feynman table, and
+"random:N" / "random:N@SEED" for N such names dealt across families by a seed. `split_tasks` gives the
+unit (family, or Feynman group) of each task for the splits of gpact.train.library.splits.
 """
 
 from __future__ import annotations
@@ -32,19 +38,12 @@ import numpy as np
 import torch
 
 from gpact.errors import ConfigError
+from gpact.train.library import expand_random, is_library_name, library_spec
+from gpact.train.library.spec import TaskSpec, sample_id, sample_ood
+from gpact.train.library.splits import split_unit
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A task generator: the target function and its ID/OOD input ranges."""
-
-    name: str
-    family: str  # "polynomial" | "harmonic" | "feynman"
-    n_inputs: int  # 1..3
-    fn: Callable[[np.ndarray], np.ndarray]  # x: [N, d] float64 -> y: [N]
-    id_range: tuple[float, float]  # training inputs, uniform per coordinate
-    ood_range: tuple[float, float]  # scoring inputs; disjoint from id_range
-    ood_mirror: bool = False  # OOD coordinates also drawn from (-hi, -lo), random sign each
+__all__ = ["TaskSpec", "Task", "TASKS", "SUITES", "get_spec", "draw_raw", "make_task", "resolve_names", "make_suite",
+           "split_tasks"]
 
 
 @dataclass(frozen=True)
@@ -139,16 +138,14 @@ SUITES: dict[str, tuple[str, ...]] = {
 
 
 def get_spec(name: str) -> TaskSpec:
-    """The registered spec called `name`; ConfigError listing the known names otherwise."""
-    try:
+    """The spec called `name`: a registered task or a library name ("rational/17", "feynman/I.12.4");
+    ConfigError listing the known names otherwise."""
+    if name in TASKS:
         return TASKS[name]
-    except KeyError:
-        raise ConfigError(f"unknown task '{name}'; known: {', '.join(TASKS)}") from None
-
-
-def _uniform(rng: np.random.Generator, lo_hi: tuple[float, float], n: int, d: int) -> np.ndarray:
-    lo, hi = lo_hi
-    return rng.uniform(lo, hi, size=(n, d))
+    if is_library_name(name):
+        return library_spec(name)
+    raise ConfigError(f"unknown task '{name}'; known: {', '.join(TASKS)}, or library names such as "
+                      f"'rational/17', 'feynman/I.12.4'")
 
 
 def draw_raw(
@@ -158,15 +155,13 @@ def draw_raw(
 
     Train and OOD use separate streams keyed by (seed, crc32(name)), so the OOD points do not
     change with n_train, two tasks with the same seed get different points, and no global RNG
-    state is touched.
+    state is touched. The OOD region is the spec's shift kind (gpact.train.library.spec).
     """
     key = zlib.crc32(spec.name.encode())
     rng_train = np.random.default_rng([seed, key, 0])
     rng_ood = np.random.default_rng([seed, key, 1])
-    x_train = _uniform(rng_train, spec.id_range, n_train, spec.n_inputs)
-    x_ood = _uniform(rng_ood, spec.ood_range, n_ood, spec.n_inputs)
-    if spec.ood_mirror:
-        x_ood *= rng_ood.choice([-1.0, 1.0], size=x_ood.shape)
+    x_train = sample_id(spec, rng_train, n_train)
+    x_ood = sample_ood(spec, rng_ood, n_ood)
     return x_train, spec.fn(x_train), x_ood, spec.fn(x_ood)
 
 
@@ -183,6 +178,8 @@ def make_task(name: str, n_train: int = 256, n_ood: int = 256, seed: int = 0) ->
     if seed < 0:
         raise ConfigError(f"task seed must be >= 0, got {seed}")
     x_tr, y_tr, x_ood, y_ood = draw_raw(spec, n_train, n_ood, seed)
+    if not (np.isfinite(y_tr).all() and np.isfinite(y_ood).all()):
+        raise ConfigError(f"task '{name}' gave non-finite targets for seed {seed}")
     y_tr, y_ood = y_tr[:, None], y_ood[:, None]
     x_mean, x_std = _standardiser(x_tr)
     y_mean, y_std = _standardiser(y_tr)
@@ -200,7 +197,8 @@ def make_task(name: str, n_train: int = 256, n_ood: int = 256, seed: int = 0) ->
 
 
 def resolve_names(names: str | Sequence[str]) -> list[str]:
-    """Task names for a suite name, a task name, a comma-separated string of either, or a list."""
+    """Task names for a suite name, a task name, a library name ("rational/17", "feynman/I.12.4"), a
+    seeded draw "random:N" / "random:N@SEED", a comma-separated string of these, or a list."""
     items = names.split(",") if isinstance(names, str) else list(names)
     out: list[str] = []
     for item in (i.strip() for i in items):
@@ -208,9 +206,14 @@ def resolve_names(names: str | Sequence[str]) -> list[str]:
             out.extend(SUITES[item])
         elif item in TASKS:
             out.append(item)
+        elif is_library_name(item):
+            out.append(get_spec(item).name)  # checks that the name exists (a Feynman id, a drawable index)
+        elif (drawn := expand_random(item)) is not None:
+            out.extend(drawn)
         else:
             raise ConfigError(
-                f"unknown task or suite '{item}'; suites: {', '.join(SUITES)}; tasks: {', '.join(TASKS)}"
+                f"unknown task or suite '{item}'; suites: {', '.join(SUITES)}; tasks: {', '.join(TASKS)}; "
+                f"library names such as 'rational/17', 'feynman/I.12.4'; seeded draws 'random:N[@SEED]'"
             )
     return list(dict.fromkeys(out))  # drop repeats, keep order
 
@@ -223,3 +226,8 @@ def make_suite(
     if not tasks:
         raise ConfigError("empty task suite")
     return [make_task(n, n_train, n_ood, seed) for n in tasks]
+
+
+def split_tasks(names: str | Sequence[str]) -> dict[str, str]:
+    """The split unit (family; Feynman equations by group) of each task named, for `family_split`."""
+    return {n: split_unit(get_spec(n)) for n in resolve_names(names)}
