@@ -14,6 +14,9 @@ from gpact.config import LLMConfig, RunConfig
 from gpact.errors import GpactError
 from gpact.search.strategy import STRATEGIES
 
+TASKS_HELP = ("Comma-separated task suites, task names (library ones too: rational/3, feynman/I.12.4) or "
+              "seeded draws across families (random:N or random:N@SEED); see docs/tasks.md.")
+
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context):
@@ -50,7 +53,7 @@ def main() -> None:
 @click.option("--population", type=int, default=RunConfig.population, show_default=True,
               help="Rounded up to a multiple of 4.")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True)
-@click.option("--tasks", default=RunConfig.tasks, show_default=True, help="Task suite or comma-separated tasks.")
+@click.option("--tasks", default=RunConfig.tasks, show_default=True, help=TASKS_HELP)
 @click.option("--train-seeds", type=int, default=RunConfig.train_seeds, show_default=True,
               help="Network initialisations per task (the score takes their median).")
 @click.option("--steps", type=int, default=None, help="Training steps per network [default: 200].")
@@ -183,7 +186,7 @@ def _score_options(f):
     from gpact.train.mlp import DEFAULT_CONFIG as D
 
     opts = [
-        click.option("--tasks", default="default", show_default=True, help="Task suite or comma-separated tasks."),
+        click.option("--tasks", default="default", show_default=True, help=TASKS_HELP),
         click.option("--seeds", type=int, default=5, show_default=True, help="Network initialisations per task."),
         click.option("--width", type=int, default=D.width, show_default=True, help="Hidden width of the MLPs."),
         click.option("--depth", type=int, default=D.depth, show_default=True, help="Hidden layers."),

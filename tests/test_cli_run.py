@@ -62,3 +62,16 @@ def test_bad_grammar_is_one_line_exit_2_no_traceback(tmp_path, body, needle):
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and str(path) in lines[0]
+
+
+def test_run_accepts_library_tasks_and_random_draws(tmp_path):
+    args = ["run", "--grammar", "minimal", "--generations", "1", "--population", "4", "--seed", "1",
+            "--tasks", "random:2@3,feynman/I.12.4", "--train-seeds", "1", "--steps", "20", "--width", "8",
+            "--holdout", "", "--out", str(tmp_path), "--run-id", "lib"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "lib" / "config.json").read_text())
+    assert config["tasks"] == "random:2@3,feynman/I.12.4"
+    tasks = {t for rec in map(json.loads, (tmp_path / "lib" / "candidates.jsonl").read_text().splitlines())
+             for t in rec["per_task"]}
+    assert "feynman/I.12.4" in tasks and len(tasks) == 3
