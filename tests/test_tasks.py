@@ -43,7 +43,8 @@ def test_mirrored_ood_covers_both_sides():
     assert (x_ood > 1).sum() > 100 and (x_ood < -1).sum() > 100
 
 
-@pytest.mark.parametrize("name", ["poly_2d", "feynman_I.12.4", "harmonic_3", BENCH_TASK])
+@pytest.mark.parametrize("name", ["poly_2d", "feynman_I.12.4", "harmonic_3", BENCH_TASK,  # hand-written
+                                  "polynomial/5", "rational/2", "kink/7", "powers/1", "feynman/I.12.4"])  # library
 def test_standardised_with_train_statistics_only(name):
     task = make_task(name, n_train=128, n_ood=64, seed=5)
     x_tr, y_tr, x_ood, y_ood = draw_raw(task.spec, 128, 64, seed=5)
