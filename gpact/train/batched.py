@@ -30,11 +30,12 @@ from dataclasses import dataclass
 import sympy as sp
 import torch
 
+from gpact.config import TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.train.fitness import Fitness, aggregate, evaluate_reference
 from gpact.train.interpreters import make_interpreter
-from gpact.train.mlp import DEFAULT_CONFIG, TrainConfig, init_params, layer_sizes
+from gpact.train.mlp import DEFAULT_CONFIG, init_params, layer_sizes
 from gpact.train.program import MAX_REGS, Program, ProgramError, lower_all
 from gpact.train.reference import WORST, TrainResult
 from gpact.train.tasks import Task

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpact.errors import ConfigError
+from gpact.train.fitness import LOSS_FLOOR
 from gpact.train.reference import WORST, TrainResult
 
 FAIL_LOG_RATIO = math.log(WORST)  # a failed network: as if its loss were WORST against a GELU loss of 1
-LOSS_FLOOR = 1e-12  # losses are floored before logs, so an exact fit is not -inf
 
 
 @dataclass(frozen=True)
