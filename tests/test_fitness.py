@@ -50,7 +50,8 @@ def test_worst_propagates():
     assert f.per_task["a"] == WORST and f.per_task["b"] == 1.0
     assert f.ood_score == WORST and f.id_loss == WORST
     everything = aggregate({"a": [BAD], "b": [TrainResult(WORST, WORST, True, "error: x")]})
-    assert everything == Fitness(WORST, WORST, {"a": WORST, "b": WORST}, 2, "nonfinite")
+    assert everything == Fitness(WORST, WORST, {"a": WORST, "b": WORST}, 2, "nonfinite",
+                                 {"a#0": WORST, "b#0": WORST})
 
 
 def test_zero_loss_is_floored_not_minus_infinity():
@@ -74,3 +75,11 @@ def test_evaluate_reference_end_to_end():
     assert f.ood_score == pytest.approx(math.prod(f.per_task.values()) ** 0.5)
     bad = evaluate_reference(lambda z: z / 0 - z / 0, tasks, seeds=[0], cfg=cfg)
     assert bad.ood_score == WORST and bad.diverged == 2
+
+
+def test_every_network_keeps_its_own_loss_under_its_seed():
+    """per_run pairs networks with GELU's by (task, seed): named by the seeds given, failures WORST."""
+    f = aggregate({"a": [ok(2.0), BAD], "b": [ok(1.0), ok(3.0)]}, seeds=[5, 7])
+    assert f.per_run == {"a#5": 2.0, "a#7": WORST, "b#5": 1.0, "b#7": 3.0}
+    with pytest.raises(ConfigError, match="one result per seed"):
+        aggregate({"a": [ok(1.0)]}, seeds=[0, 1])

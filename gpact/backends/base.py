@@ -15,7 +15,7 @@ from gpact.errors import GpactError
 from gpact.expr.grammar import Grammar
 from gpact.train.batched import chunk_candidates
 from gpact.train.evaluate import Progress, evaluate_population
-from gpact.train.fitness import WORST, Fitness
+from gpact.train.fitness import WORST, Fitness, run_key
 from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.tasks import Task
 
@@ -67,7 +67,8 @@ class SerialBackend:
 
 def worst(reason: str, tasks: list[Task], seeds: Sequence[int]) -> Fitness:
     """The score of a candidate whose chunk failed twice: WORST, with why."""
-    return Fitness(WORST, WORST, {t.spec.name: WORST for t in tasks}, len(tasks) * len(seeds), reason)
+    return Fitness(WORST, WORST, {t.spec.name: WORST for t in tasks}, len(tasks) * len(seeds), reason,
+                   {run_key(t.spec.name, s): WORST for t in tasks for s in seeds})
 
 
 def chunk_size(n: int, workers: int, tasks: list[Task], n_seeds: int, cfg: TrainConfig, device: str) -> int:

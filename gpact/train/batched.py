@@ -307,7 +307,7 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
                     torch.cuda.empty_cache()
                 continue
             for j, i in enumerate(ids):
-                out[i] = aggregate({t.spec.name: losses[j][t.spec.name] for t in tasks})
+                out[i] = aggregate({t.spec.name: losses[j][t.spec.name] for t in tasks}, seeds)
             start += len(ids)
             done += len(ids)
             if progress:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gpact.config import TrainConfig
 from gpact.errors import ConfigError
@@ -18,7 +18,7 @@ from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.reference import WORST, Activation, TrainResult, train_reference
 from gpact.train.tasks import Task
 
-__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "median"]
+__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "median", "run_key"]
 
 LOSS_FLOOR = 1e-12
 """Losses are floored here before taking logs, so an exact fit does not give log(0) = -inf."""
@@ -33,6 +33,17 @@ class Fitness:
     per_task: dict[str, float]  # task -> median OOD loss over seeds
     diverged: int  # how many (task, seed) trainings diverged
     reason: str = ""  # first failure reason, if any
+    per_run: dict[str, float] = field(default_factory=dict)  # run_key(task, seed) -> OOD loss; WORST: failed
+
+
+def run_key(task: str, seed: int) -> str:
+    """One network's key: scores that compare with GELU pair networks by it (gpact.train.objective)."""
+    return f"{task}#{seed}"
+
+
+def run_loss(result: TrainResult) -> float:
+    """A network's OOD loss, WORST when its training failed."""
+    return WORST if result.diverged or not result.ood_loss < WORST else result.ood_loss
 
 
 def median(values: list[float]) -> float:
@@ -54,10 +65,16 @@ def geo_mean(values: list[float]) -> float:
     return min(math.exp(sum(math.log(max(v, LOSS_FLOOR)) for v in values) / len(values)), WORST)
 
 
-def aggregate(losses: dict[str, list[TrainResult]]) -> Fitness:
-    """Per task the median over seeds, then the geometric mean over tasks, for OOD and ID losses."""
+def aggregate(losses: dict[str, list[TrainResult]], seeds: Sequence[int] | None = None) -> Fitness:
+    """Per task the median over seeds, then the geometric mean over tasks, for OOD and ID losses.
+
+    `seeds` name the results of each task in order (default 0, 1, ...); every network's own OOD loss is
+    kept in `per_run` under `run_key(task, seed)`.
+    """
     if not losses or any(not rs for rs in losses.values()):
         raise ConfigError("aggregate needs at least one task and one result (seed) per task")
+    if seeds is not None and any(len(rs) != len(seeds) for rs in losses.values()):
+        raise ConfigError("aggregate needs one result per seed for every task")
     per_task = {name: _task_median(rs, "ood_loss") for name, rs in losses.items()}
     id_per_task = [_task_median(rs, "id_loss") for rs in losses.values()]
     failures = [r for rs in losses.values() for r in rs if r.diverged]
@@ -67,6 +84,8 @@ def aggregate(losses: dict[str, list[TrainResult]]) -> Fitness:
         per_task=per_task,
         diverged=len(failures),
         reason=next((r.reason for r in failures if r.reason), ""),
+        per_run={run_key(name, s): run_loss(r) for name, rs in losses.items()
+                 for s, r in zip(range(len(rs)) if seeds is None else seeds, rs, strict=True)},
     )
 
 
@@ -80,4 +99,4 @@ def evaluate_reference(
     for task in tasks:
         for seed in seeds:
             losses.setdefault(task.spec.name, []).append(train_reference(act, task, seed, cfg))
-    return aggregate(losses)
+    return aggregate(losses, seeds)

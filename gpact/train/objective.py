@@ -23,7 +23,7 @@ import numpy as np
 
 from gpact.errors import ConfigError
 from gpact.train.fitness import LOSS_FLOOR
-from gpact.train.reference import WORST, TrainResult
+from gpact.train.reference import WORST
 
 FAIL_LOG_RATIO = math.log(WORST)  # a failed network: as if its loss were WORST against a GELU loss of 1
 
@@ -44,18 +44,23 @@ class TailScore:
         return math.exp(min(self.score, 700.0))
 
 
-def log_ratio(result: TrainResult, reference: TrainResult) -> float:
-    """log(OOD loss / GELU's OOD loss) for one network; failures (either side) count as FAIL_LOG_RATIO.
+def failed(loss: float) -> bool:
+    """A network whose training failed: its loss is WORST (gpact.train.fitness.run_loss), or not a number."""
+    return not loss < WORST
+
+
+def log_ratio(loss: float, reference: float) -> float:
+    """log(OOD loss / GELU's OOD loss) for one network; a failed candidate network counts FAIL_LOG_RATIO.
 
     A GELU network that failed gives no yardstick: the pair is scored as a failure of the candidate only
     when the candidate failed too, else as a tie (0), so a task where GELU breaks neither rewards nor
     punishes anyone.
     """
-    if result.diverged or result.ood_loss >= WORST:
+    if failed(loss):
         return FAIL_LOG_RATIO
-    if reference.diverged or reference.ood_loss >= WORST:
+    if failed(reference):
         return 0.0
-    return math.log(max(result.ood_loss, LOSS_FLOOR)) - math.log(max(reference.ood_loss, LOSS_FLOOR))
+    return math.log(max(loss, LOSS_FLOOR)) - math.log(max(reference, LOSS_FLOOR))
 
 
 def cvar(values: Sequence[float], q: float) -> float:
@@ -68,9 +73,10 @@ def cvar(values: Sequence[float], q: float) -> float:
     return float(np.mean(sorted(values, reverse=True)[:k]))
 
 
-def tail_score(results: Mapping[str, TrainResult], references: Mapping[str, TrainResult],
+def tail_score(results: Mapping[str, float], references: Mapping[str, float],
                tail: float = 0.25, tail_weight: float = 1.0) -> TailScore:
-    """Score networks keyed by (task, seed, protocol) id against GELU's networks under the same keys."""
+    """Score networks' OOD losses keyed by (task, seed, protocol) id (`Fitness.per_run`) against GELU's
+    networks under the same keys."""
     missing = set(results) - set(references)
     if missing:
         raise ConfigError(f"no GELU reference for {sorted(missing)[:3]}")
@@ -78,8 +84,8 @@ def tail_score(results: Mapping[str, TrainResult], references: Mapping[str, Trai
         raise ConfigError("tail_score needs at least one network")
     ratios = [log_ratio(results[k], references[k]) for k in sorted(results)]
     mean, tail_mean = float(np.mean(ratios)), cvar(ratios, tail)
-    failed = sum(1 for r in results.values() if r.diverged or r.ood_loss >= WORST)
-    return TailScore(mean + tail_weight * tail_mean, mean, tail_mean, len(ratios), failed)
+    n_failed = sum(1 for v in results.values() if failed(v))
+    return TailScore(mean + tail_weight * tail_mean, mean, tail_mean, len(ratios), n_failed)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
