@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from gpact.config import LLMConfig, RunConfig
+from gpact.config import OBJECTIVES, LLMConfig, RunConfig
 from gpact.errors import GpactError
 from gpact.search.strategy import STRATEGIES
 
@@ -53,15 +53,24 @@ def main() -> None:
 @click.option("--population", type=int, default=RunConfig.population, show_default=True,
               help="Rounded up to a multiple of 4.")
 @click.option("--seed", type=int, default=RunConfig.seed, show_default=True)
-@click.option("--tasks", default=RunConfig.tasks, show_default=True, help=TASKS_HELP)
+@click.option("--tasks", default=RunConfig.tasks, show_default=True,
+              help="The search tasks (selected on): 'search:N' draws N tasks of the run's search families "
+                   "(docs/tasks.md); or " + TASKS_HELP[0].lower() + TASKS_HELP[1:])
 @click.option("--train-seeds", type=int, default=RunConfig.train_seeds, show_default=True,
               help="Network initialisations per task (the score takes their median).")
 @click.option("--steps", type=int, default=None, help="Training steps per network [default: 200].")
 @click.option("--width", type=int, default=None, help="Hidden width of the MLPs [default: 16].")
 @click.option("--evaluator", type=click.Choice(["auto", "reference", "batched"]), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--holdout", default=RunConfig.holdout, show_default=True,
-              help="Task suite scored once at the end (never used for selection); '' to skip.")
+@click.option("--validation", default=RunConfig.validation, show_default=True,
+              help="Tasks that pick the recommended function among the front (never searched on); '' to skip. "
+                   "'validation:N' draws N tasks of the run's validation families.")
+@click.option("--test", default=RunConfig.test, show_default=True,
+              help="Tasks the front is reported on and nothing is selected on; '' to skip. 'test:N' draws N "
+                   "tasks of the run's test families.")
+@click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=RunConfig.objective, show_default=True,
+              help="tail: ratio to GELU with a tail term for the worst quarter of networks; geomean: geometric mean "
+                   "OOD loss (gpact before 0.2).")
 @click.option("--out", "out_dir", default=RunConfig.out_dir, show_default=True, help="Folder for run folders.")
 @click.option("--run-id", default="", help="Name of the run folder [default: date-grammar-seed].")
 @click.option("--llm-base-url", default=None, help="OpenAI-compatible server for LLM crossover, e.g. "
@@ -86,8 +95,9 @@ def main() -> None:
 @click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
-        evaluator, device, holdout, out_dir, run_id, llm_base_url, llm_model, llm_api_key_env, llm_rate,
-        llm_mutation_rate, llm_max_calls, llm_timeout, backend, workers, ray_address, chunk_timeout, strategy):
+        evaluator, device, validation, test, objective, out_dir, run_id, llm_base_url, llm_model, llm_api_key_env,
+        llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend, workers, ray_address, chunk_timeout,
+        strategy):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -103,7 +113,8 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
     train = dataclasses.replace(train, steps=steps or train.steps, width=width or train.width)
     cfg = RunConfig(grammar=grammar, generations=generations, time_limit=parse_duration(time_limit),
                     max_evals=max_evals, population=population, seed=seed, tasks=tasks,
-                    train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, holdout=holdout,
+                    train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, validation=validation,
+                    test=test, objective=objective,
                     out_dir=out_dir, run_id=run_id,
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
@@ -154,14 +165,16 @@ def list_cmd(root):
 
 @main.command(name="export")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--rank", "-k", type=int, default=1, show_default=True, help="Front member (1: best OOD score).")
+@click.option("--rank", "-k", type=int, default=None,
+              help="Front member (1: best search score) [default: the run's recommended function, else 1].")
 @click.option("--format", "fmt", type=click.Choice(["torch", "python", "sympy", "latex"]), default="torch",
               show_default=True, help="torch/python: a .py file with an nn.Module that imports only torch.")
 @click.option("--trainable", is_flag=True, help="torch/python: constants as trainable nn.Parameters.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="File to write [default: RUN_DIR/export/rank<K>.py for torch/python; stdout otherwise].")
 def export_cmd(run_dir, rank, fmt, trainable, out_path):
-    """Export front member RANK of the run in RUN_DIR as torch module source, sympy or LaTeX."""
+    """Export a front member of the run in RUN_DIR (its recommended function unless --rank is given) as torch
+    module source, sympy or LaTeX."""
     from pathlib import Path
 
     from gpact.report.export import default_path, export, front_member
@@ -174,7 +187,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
     path = Path(out_path) if out_path else default_path(member, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {path}  (rank {rank}: {member.formula})")
+    click.echo(f"wrote {path}  (rank {member.rank}: {member.formula})")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from gpact.errors import ConfigError
 
 BACKENDS = ("serial", "process", "ray")  # where candidates are trained (gpact.backends)
 TRAIN_DTYPES = ("float32", "float64")
+OBJECTIVES = ("tail", "geomean")  # gpact.train.objective.Objective
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,9 @@ class RunConfig:
     max_evals: int = 0  # stop once the run has trained this many new functions; 0: none
     population: int = 32  # rounded up to a multiple of 4 (NSGA-II's tournament needs it)
     seed: int = 0
-    tasks: str = "default"  # suite name or comma-separated task names (gpact.train.tasks)
+    tasks: str = "search:16"  # the search part: selected on (gpact.train.partition; `--tasks` syntax)
+    validation: str = "validation:12"  # picks the recommended function among the front; "" skips
+    test: str = "test:12"  # reported only, never selected on; "" skips
     train_seeds: int = 2  # network initialisations per task; the score takes their median
     n_train: int = 256
     n_ood: int = 256
@@ -93,7 +96,6 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda
     cx_prob: float = 0.6
     mut_prob: float = 0.4
-    holdout: str = "holdout"  # suite scored once at the end, never used for selection; "" to skip
     out_dir: str = "runs"
     run_id: str = ""  # empty: derived from the grammar, seed and start time
     llm: LLMConfig = field(default_factory=LLMConfig)  # LLM crossover (docs/llm.md); off by default
@@ -102,6 +104,10 @@ class RunConfig:
     ray_address: str = ""  # "": start a local Ray; "auto" or host:port: join a running cluster
     chunk_timeout: float = 0.0  # seconds a worker may spend on one chunk before it is replaced; 0: no limit
     strategy: str = "gp"  # gpact.search.strategy.STRATEGIES: how the next candidates are chosen
+    objective: str = "tail"  # tail: ratio to GELU with a CVaR tail term; geomean: geometric mean OOD loss
+    tail: float = 0.25  # the tail term averages the worst quarter of networks' log-ratios to GELU
+    tail_weight: float = 1.0
+    proxy_check: int = 30  # functions scored on validation to rank-correlate with the search score
 
     def __post_init__(self) -> None:
         checks = [
@@ -114,6 +120,9 @@ class RunConfig:
             (self.train.steps >= 1 and self.train.width >= 1, "train.steps and train.width must be >= 1"),
             (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
             (self.workers >= 0 and self.chunk_timeout >= 0, "workers and chunk_timeout must be >= 0"),
+            (self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}"),
+            (0 < self.tail <= 1 and self.tail_weight >= 0, "tail must be in (0, 1] and tail_weight >= 0"),
+            (self.proxy_check >= 0, "proxy_check must be >= 0"),
         ]
         _check(checks)
 

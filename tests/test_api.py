@@ -16,14 +16,14 @@ from gpact.train.tasks import make_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"generations": 1, "population": 8, "tasks": "smoke", "train_seeds": 1, "train": {"width": 8, "steps": 20},
-        "holdout": ""}
+        "validation": "", "test": ""}
 
 
 def test_readme_python_api(tmp_path):
     grammar = gpact.add_primitive(gpact.load_grammar("minimal"), "bump", arity=1,
                                   fn=lambda z: z * torch.exp(-z * z), sympy="a*exp(-a**2)", cost=7)
     cfg = RunConfig(grammar="minimal", generations=1, population=8, tasks="smoke", train_seeds=1,
-                    train=TrainConfig(width=8, steps=20), holdout="", out_dir=str(tmp_path), run_id="api")
+                    train=TrainConfig(width=8, steps=20), validation="", test="", out_dir=str(tmp_path), run_id="api")
     lines = []
     result = gpact.run(cfg, echo=lines.append, grammar=grammar)
     assert result.rows and result.rows[0]["formula"]

@@ -28,9 +28,9 @@ from gpact.train.tasks import make_suite
 
 CFG = TrainConfig(width=4, steps=5)
 FORMULAS = ["gelu(x)", "x*tanh(x)", "sin(x) + x", "relu(x)", "0.3*x", "tanh(x)"]
-# Generations 0..1 of 8, smoke tasks, tiny MLPs; the holdout and references also go through the backend.
+# Generations 0..1 of 8, smoke tasks, tiny MLPs; validation, test and references also go through the backend.
 TINY = ["run", "--grammar", "minimal", "--generations", "1", "--population", "8", "--seed", "3", "--tasks", "smoke",
-        "--train-seeds", "1", "--steps", "5", "--width", "4", "--holdout", "smoke"]
+        "--train-seeds", "1", "--steps", "5", "--width", "4", "--validation", "validation:2", "--test", "test:2"]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from gpact.search.records import State
 from gpact.train.tasks import make_suite
 
 CFG = RunConfig(grammar="minimal", generations=3, population=8, seed=4, tasks="smoke", train_seeds=1,
-                train=TrainConfig(width=4, steps=5), holdout="", evaluator="reference")
+                train=TrainConfig(width=4, steps=5), validation="", test="", evaluator="reference")
 
 
 def _run(cfg, out, run_id, **kw):

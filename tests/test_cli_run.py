@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from gpact.cli import main
 
 TINY = ["run", "--grammar", "minimal", "--generations", "2", "--population", "8", "--seed", "1", "--tasks", "smoke",
-        "--train-seeds", "1", "--steps", "30", "--width", "8", "--holdout", "smoke"]
+        "--train-seeds", "1", "--steps", "30", "--width", "8", "--validation", "validation:2", "--test", "test:2"]
 
 
 def test_run_writes_the_run_folder_and_is_reproducible(tmp_path):
@@ -67,7 +67,7 @@ def test_bad_grammar_is_one_line_exit_2_no_traceback(tmp_path, body, needle):
 def test_run_accepts_library_tasks_and_random_draws(tmp_path):
     args = ["run", "--grammar", "minimal", "--generations", "1", "--population", "4", "--seed", "1",
             "--tasks", "random:2@3,feynman/I.12.4", "--train-seeds", "1", "--steps", "20", "--width", "8",
-            "--holdout", "", "--out", str(tmp_path), "--run-id", "lib"]
+            "--validation", "", "--test", "", "--out", str(tmp_path), "--run-id", "lib"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     config = json.loads((tmp_path / "lib" / "config.json").read_text())

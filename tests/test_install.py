@@ -48,7 +48,7 @@ def test_non_editable_install_runs_from_another_folder(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert where.stdout.strip() == str(target / "gpact" / "__init__.py"), where.stderr
     cmd = [sys.executable, "-m", "gpact", "run", "--grammar", "minimal", "--generations", "1", "--population", "4",
-           "--tasks", "smoke", "--train-seeds", "1", "--steps", "20", "--width", "8", "--holdout", "",
+           "--tasks", "smoke", "--train-seeds", "1", "--steps", "20", "--width", "8", "--validation", "", "--test", "",
            "--out", str(tmp_path / "runs"), "--run-id", "installed"]
     res = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -45,7 +45,8 @@ def _server(marker) -> FakeLLM:
 
 def _run(server, out, run_id, extra=()):
     args = ["run", "--grammar", "full", "--generations", "4", "--population", "12", "--steps", "40",
-            "--train-seeds", "1", "--tasks", "smoke", "--holdout", "", "--seed", "3", "--out", str(out),
+            "--train-seeds", "1", "--tasks", "smoke", "--validation", "", "--test", "", "--seed", "3",
+            "--out", str(out),
             "--run-id", run_id, "--llm-base-url", server.url, "--llm-model", "fake-model", "--llm-rate", "0.5",
             "--llm-timeout", "0.5", *extra]
     return CliRunner().invoke(main, args, catch_exceptions=False)

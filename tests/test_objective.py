@@ -63,3 +63,13 @@ def test_spearman_matches_scipy_with_ties():
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic)
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_the_tail_is_over_tasks_not_networks():
+    """One lucky and one unlucky seed on a task average out: the tail measures tasks, not initialisations
+    (which GELU, paired with itself, would never pay)."""
+    ref = {"a#0": 1.0, "a#1": 1.0, "b#0": 1.0, "b#1": 1.0}
+    s = tail_score({"a#0": 4.0, "a#1": 0.25, "b#0": 1.0, "b#1": 1.0}, ref, tail=0.5)
+    assert s.score == pytest.approx(0.0) and s.n == 4
+    worse = tail_score({"a#0": 4.0, "a#1": 4.0, "b#0": 1.0, "b#1": 1.0}, ref, tail=0.5)
+    assert worse.cvar == pytest.approx(math.log(4)) and worse.mean == pytest.approx(math.log(4) / 2)

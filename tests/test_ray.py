@@ -32,7 +32,7 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(900)
 
 TINY = ["run", "--grammar", "minimal", "--generations", "1", "--population", "8", "--seed", "3", "--tasks", "smoke",
-        "--train-seeds", "1", "--steps", "5", "--width", "4", "--holdout", "smoke"]
+        "--train-seeds", "1", "--steps", "5", "--width", "4", "--validation", "validation:2", "--test", "test:2"]
 CFG = TrainConfig(width=4, steps=5)
 RAY_BIN = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() \
     else shutil.which("ray") or "ray"

@@ -18,7 +18,7 @@ from gpact.expr.trees import make_pset, parse_tree
 from gpact.run.checkpoint import config_differences
 
 SMALL = ["--generations", "2", "--population", "8", "--seed", "1", "--tasks", "smoke", "--train-seeds", "1",
-         "--steps", "20", "--width", "8", "--holdout", ""]
+         "--steps", "20", "--width", "8", "--validation", "", "--test", ""]
 
 
 def _run(tmp_path, grammar, *extra):

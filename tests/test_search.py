@@ -12,7 +12,7 @@ from gpact.train.fitness import WORST, Fitness
 from gpact.train.tasks import make_suite
 
 CFG = RunConfig(grammar="minimal", population=8, generations=2, tasks="smoke", train_seeds=1,
-                train=TrainConfig(width=8, steps=20), holdout="")
+                train=TrainConfig(width=8, steps=20), validation="", test="")
 
 
 class FakeBackend:

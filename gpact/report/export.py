@@ -43,11 +43,14 @@ class Member:
     run_dir: Path
 
 
-def front_member(run_dir: Path, rank: int) -> Member:
-    """Rank `rank` (1 = best OOD score) of the run's pareto.csv."""
+def front_member(run_dir: Path, rank: int | None = None) -> Member:
+    """Rank `rank` (1 = best search score) of the run's pareto.csv; None: the run's recommended function
+    (picked on validation families when the run finished), else rank 1."""
     rows = read_front(run_dir)
     if not rows:
         raise ExportError(f"{run_dir}: no front yet (no pareto.csv; has a generation finished?)")
+    if rank is None:
+        rank = next((r["rank"] for r in rows if r.get("recommended")), 1)
     match = [r for r in rows if r["rank"] == rank]
     if not match:
         raise ExportError(f"{run_dir}: no rank {rank} on the front (ranks 1 to {len(rows)})")

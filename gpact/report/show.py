@@ -13,7 +13,7 @@ from typing import Any
 
 from gpact.errors import ConfigError
 from gpact.run import checkpoint, rundir
-from gpact.run.front import fmt, grid, read_front, table
+from gpact.run.front import fmt, grid, read_front, recommended, table
 from gpact.run.plots import write_plots
 
 
@@ -110,7 +110,12 @@ def show_run(run_dir: Path, plots: bool = True) -> str:
     if plots and rows:
         paths = write_plots(info.path, only_missing=True)
         lines += ["", "plots: " + ", ".join(str(p) for p in paths)]
-    lines += ["", f"export: gpact export {info.path} --rank 1 --format torch"]
+    pick = recommended(rows)
+    if pick is not None:
+        on = (s.get("recommended") or {}).get("picked_on", "validation")
+        lines += ["", f"recommended: {pick['formula']}  (rank {pick['rank']}, best {on} score on the front)"]
+    lines += ["", f"export: gpact export {info.path} --format torch"
+              + ("  (the recommended function; --rank K for another)" if pick else "  (rank 1; --rank K for another)")]
     if info.status != "complete":
         lines.append(f"resume: gpact run --resume {info.path}")
     return "\n".join(lines)

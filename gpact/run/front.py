@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from gpact.run import rundir
+from gpact.run.verdict import Verdict
 from gpact.search.records import Record
 
-CSV_COLUMNS = ("rank", "flops", "ood_score", "vs_gelu", "holdout_score", "holdout_vs_gelu", "id_loss",
-               "formula", "tree", "key", "origin")
+CSV_COLUMNS = ("rank", "flops", "ood_score", "vs_gelu", "validation_vs_gelu", "test_vs_gelu", "recommended",
+               "id_loss", "formula", "tree", "key", "origin")
+NUMBERS = ("flops", "ood_score", "vs_gelu", "validation_vs_gelu", "test_vs_gelu", "id_loss")
 
 
 def fmt(v: float | None, digits: int = 4) -> str:
@@ -30,15 +32,17 @@ def ratio(a: float, b: float | None) -> float | None:
     return a / b if b and math.isfinite(b) and b > 0 else None
 
 
-def front_rows(front: Sequence[Record], gelu: Record | None, holdout: dict[str, float] | None = None,
-               holdout_gelu: float | None = None) -> list[dict]:
+def front_rows(front: Sequence[Record], gelu: Record | None, verdict: Verdict | None = None) -> list[dict]:
+    """Rows of the front: the search score, its ratio to GELU's, and (at the end of a run) the validation and
+    test ratios and the recommended pick of `verdict`."""
+    v = verdict or Verdict()
     rows = []
     for i, r in enumerate(front, 1):
-        h = (holdout or {}).get(r.key)
         rows.append({
             "rank": i, "flops": r.flops, "ood_score": r.ood_score,
             "vs_gelu": ratio(r.ood_score, gelu.ood_score if gelu else None),
-            "holdout_score": h, "holdout_vs_gelu": ratio(h, holdout_gelu) if h is not None else None,
+            "validation_vs_gelu": v.validation.get(r.key), "test_vs_gelu": v.test.get(r.key),
+            "recommended": "yes" if r.key == v.recommended and verdict is not None else "",
             "id_loss": r.id_loss, "formula": r.formula, "tree": r.tree, "key": r.key, "origin": r.origin,
         })
     return rows
@@ -65,8 +69,9 @@ def read_front(run_dir: Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(f):
             out: dict[str, Any] = dict(row)
             out["rank"] = int(row["rank"])
-            for k in ("flops", "ood_score", "vs_gelu", "holdout_score", "holdout_vs_gelu", "id_loss"):
+            for k in NUMBERS:
                 out[k] = float(row[k]) if row.get(k) not in (None, "") else None
+            out["recommended"] = row.get("recommended") == "yes"
             rows.append(out)
     return rows
 
@@ -82,13 +87,23 @@ def grid(head: list[str], body: list[list[str]], markdown: bool = False) -> list
     return lines + ["  ".join(c.ljust(w) for c, w in zip(b, widths, strict=True)).rstrip() for b in body]
 
 
+def recommended(rows: list[dict]) -> dict | None:
+    """The row marked recommended, if the run has picked one."""
+    return next((r for r in rows if r.get("recommended") in (True, "yes")), None)
+
+
 def table(rows: list[dict], title: str = "Pareto front") -> str:
-    """Plain-text table: rank, FLOPs, OOD score, vs GELU (and holdout), formula."""
-    has_holdout = any(r.get("holdout_score") is not None for r in rows)
+    """Plain-text table: rank, FLOPs, search score and its ratio to GELU, the validation and test ratios once
+    the run has them, the recommended pick (*), formula."""
+    cols = [c for c in ("validation_vs_gelu", "test_vs_gelu") if any(r.get(c) is not None for r in rows)]
+    picked = recommended(rows) is not None
     has_origin = any(r.get("origin", "gp") != "gp" for r in rows)  # shown once the LLM has made something
-    head = (["rank", "FLOPs", "OOD score", "vs GELU"] + (["holdout vs GELU"] if has_holdout else [])
+    # the score is printed apart from its ratio to GELU only when it is not that ratio already (geomean objective)
+    raw = any(r["vs_gelu"] is None or not math.isclose(r["ood_score"], r["vs_gelu"]) for r in rows)
+    head = (["rank", "FLOPs"] + (["search score"] if raw else []) + ["search vs GELU"]
+            + [c.removesuffix("_vs_gelu") + " vs GELU" for c in cols] + (["pick"] if picked else [])
             + (["origin"] if has_origin else []) + ["formula"])
-    body = [[str(r["rank"]), fmt(r["flops"], 3), fmt(r["ood_score"]), fmt(r["vs_gelu"], 3)]
-            + ([fmt(r["holdout_vs_gelu"], 3)] if has_holdout else []) + ([r.get("origin", "gp")] if has_origin else [])
-            + [r["formula"]] for r in rows]
+    body = [[str(r["rank"]), fmt(r["flops"], 3)] + ([fmt(r["ood_score"])] if raw else []) + [fmt(r["vs_gelu"], 3)]
+            + [fmt(r[c], 3) for c in cols] + (["*" if r.get("recommended") in (True, "yes") else ""] if picked else [])
+            + ([r.get("origin", "gp")] if has_origin else []) + [r["formula"]] for r in rows]
     return "\n".join([title, *grid(head, body)])

@@ -33,15 +33,17 @@ from gpact.run.front import front_rows, table, to_csv
 from gpact.run.plots import write_plots
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
+from gpact.run.verdict import REFERENCE_GRAMMAR, Verdict, judge, proxy_line
 from gpact.search.accept import Acceptance
 from gpact.search.llm import LLMOperator
 from gpact.search.operators import make_operators
 from gpact.search.records import Record, State, pareto_front, score_on_suite
 from gpact.search.strategy import Strategy, strategy_class
+from gpact.train.objective import Objective
+from gpact.train.partition import PARTS, ROLES, Partition, partition
 from gpact.train.tasks import make_suite
 
 REFERENCES = ("gelu(x)", "relu(x)")
-REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
 LLM_LOG = "llm_calls.jsonl"
 LLM_CACHE = ".llm_cache"  # under the runs folder, shared by its runs
 
@@ -79,7 +81,8 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
     strategy_cls = strategy_class(cfg.strategy)
     backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address, cfg.chunk_timeout, cfg.device, cfg.seed)
     backend.check(grammar)  # process/ray refuse a grammar their workers cannot rebuild, before any folder exists
-    tasks = make_suite(cfg.tasks, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
+    plan = partition(cfg.tasks, cfg.validation, cfg.test, cfg.seed)
+    tasks = make_suite(plan.tasks["search"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
     if resume is None:
         out = rundir.new_run_dir(cfg, grammar.name)
         if Path(grammar.path).is_file():
@@ -96,6 +99,8 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
         echo(f"gpact: run {out}  grammar {grammar.name} ({len(grammar.primitives)} primitives)  "
              f"tasks {len(tasks)} x {cfg.train_seeds} seeds  population {cfg.mu}  generations {cfg.generations}  "
              f"device {_device_name(cfg.device)}")
+        for part in PARTS:
+            echo(f"  {part:<10} {plan.describe(part)}: {ROLES[part]}")
         if cfg.backend != "serial":
             echo(f"backend {backend.describe()}")
         pset, accept = make_pset(grammar), Acceptance(grammar, run_templates(grammar))
@@ -107,25 +112,30 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
                               cache_dir=Path(cfg.out_dir) / LLM_CACHE, accept=accept)
             echo(f"llm: {cfg.llm.model} at {cfg.llm.base_url}  crossover rate {cfg.llm.rate}  "
                  f"mutation rate {cfg.llm.mutation_rate}  max calls {cfg.llm.max_calls}")
-        search: Strategy = strategy_cls(cfg, grammar, tasks, backend,
-                                        make_operators(grammar, pset, accept.templates, llm), accept, pset)
         if ckpt is not None:
-            state, refs, rng = ckpt.state, ckpt.references, ckpt.rng
+            refs = ckpt.references
+        else:
+            random.seed(cfg.seed)
+            np.random.seed(cfg.seed)
+            torch.manual_seed(cfg.seed)
+            refs = _references(cfg, tasks, backend)
+        gelu = refs.get("gelu(x)")
+        objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=gelu.per_run if gelu else None)
+        search: Strategy = strategy_cls(cfg, grammar, tasks, backend,
+                                        make_operators(grammar, pset, accept.templates, llm), accept, pset,
+                                        objective=objective)
+        if ckpt is not None:
+            state, rng = ckpt.state, ckpt.rng
             pop = checkpoint.restore_population(search, ckpt)
             checkpoint.restore_llm(llm, ckpt)
             display.resumed(state)
             echo(f"resumed at generation {state.generation} ({state.evaluations} functions trained so far; "
                  f"checkpoint of {ckpt.written})")
         else:
-            random.seed(cfg.seed)
-            np.random.seed(cfg.seed)
-            torch.manual_seed(cfg.seed)
             pop = search.start(state)
             rng = checkpoint.rng_state()
-            refs = {r.tree: r for r in score_on_suite(list(REFERENCES), load_grammar(REFERENCE_GRAMMAR), tasks, cfg,
-                                                      backend)}
-        gelu = refs.get("gelu(x)")
-        echo("references: " + "  ".join(f"{k} {v.ood_score:.4g}" for k, v in refs.items()))
+        echo(f"references on the search tasks ({_unit(cfg)}): "
+             + "  ".join(f"{k} {v.ood_score:.4g}" for k, v in refs.items()))
 
         while not (stopped_by := stopper.reason(state)):
             checkpoint.set_rng_state(rng)  # see gpact.run.checkpoint: nothing between generations shifts them
@@ -144,7 +154,7 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
         display.close()
         if stopper.signum is not None:
             return _interrupted(out, cfg, grammar, state, refs, started, stopper, echo)
-        return _finish(out, cfg, grammar, llm, state, refs, started, stopped_by, echo, backend)
+        return _finish(out, cfg, grammar, plan, llm, state, refs, started, stopped_by, echo, backend)
     except Abandoned:
         display.close()
         ckpt = checkpoint.load(out)  # the last complete generation; the abandoned one left only log rows
@@ -156,25 +166,28 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
         backend.close()
 
 
-def _finish(out: Path, cfg: RunConfig, grammar: Grammar, llm: LLMOperator | None, state: State,
+def _finish(out: Path, cfg: RunConfig, grammar: Grammar, plan: Partition, llm: LLMOperator | None, state: State,
             refs: dict[str, Record], started: str, stopped_by: str, echo: Callable[[str], None], backend: Backend
             ) -> RunResult:
-    """The end of a run that stopped by its own criteria: holdout scores, final front, summary, plots."""
+    """The end of a run that stopped by its own criteria: validation pick, test report, front, summary, plots."""
     gelu = refs.get("gelu(x)")
     front = pareto_front(state.records.values())
     if llm is not None:
         llm.close()
         echo(f"{llm.progress(total=True)}  (all generations; log {out / LLM_LOG})")
-    holdout, holdout_gelu = _holdout(cfg, grammar, front, backend)
+    verdict = judge(cfg, grammar, plan, front, list(state.records.values()), backend, echo=echo)
     if backend.faults:
         echo(f"backend: {len(backend.faults)} chunk attempts failed (each chunk re-run once, then scored worst); "
              f"first: {backend.faults[0]}")
-    rows = front_rows(front, gelu, holdout, holdout_gelu)
+    rows = front_rows(front, gelu, verdict)
     rundir.write_text(out / rundir.PARETO, to_csv(rows))
     status = "complete" if stopped_by == "generations" else f"stopped: {stopped_by}"
-    _summary(out, cfg, grammar, state, refs, rows, started, status)
+    _summary(out, cfg, grammar, state, refs, rows, started, status, plan, verdict)
     plot_paths = _plots(out, grammar, echo)
+    echo(_legend(cfg, plan))
     echo(table(rows))
+    for line in _closing(cfg, state, verdict):
+        echo(line)
     if stopped_by != "generations":
         echo(f"stopped by {stopped_by} after generation {state.generation - 1}/{cfg.generations}; "
              f"continue with: gpact run --resume {out}")
@@ -200,7 +213,12 @@ def _interrupted(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs
 
 
 def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: dict[str, Record], rows: list[dict],
-             started: str, status: str) -> None:
+             started: str, status: str, plan: Partition | None = None, verdict: Verdict | None = None) -> None:
+    extra = {}
+    if plan is not None:
+        extra["parts"] = {p: {"tasks": plan.tasks[p], "families": plan.families(p), "role": ROLES[p]} for p in PARTS}
+    if verdict is not None:
+        extra.update(verdict.to_dict(state.records))
     rundir.write_json(out / rundir.SUMMARY, {
         "grammar": grammar.name, "generations": state.generation - 1, "evaluations": state.evaluations,
         "cache_hits": state.cache_hits, "elapsed_s": round(state.elapsed, 2),
@@ -208,8 +226,48 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
         "reference_flops": {k: v.flops for k, v in refs.items()},
         "best": rows[0]["formula"] if rows else None, "best_ood_score": rows[0]["ood_score"] if rows else None,
         "status": status, "generations_target": cfg.generations, "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "objective": cfg.objective, **extra,
     })
+
+
+def _references(cfg: RunConfig, tasks: list, backend: Backend) -> dict[str, Record]:
+    """GELU and ReLU on the search tasks, trained once per run; GELU's networks are every score's yardstick."""
+    raw = score_on_suite(list(REFERENCES), load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
+    gelu = next(r for t, r in zip(REFERENCES, raw, strict=True) if t == "gelu(x)")
+    objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=gelu.per_run)
+    return {t: dataclasses.replace(r, ood_score=objective.score(r)) for t, r in zip(REFERENCES, raw, strict=True)}
+
+
+def _unit(cfg: RunConfig) -> str:
+    return "ratio to GELU" if cfg.objective == "tail" else "geometric mean OOD loss"
+
+
+def _legend(cfg: RunConfig, plan: Partition) -> str:
+    """What each score column was selected on and tested on."""
+    what = ("search score: exp(mean + CVaR of the worst quarter) of log(OOD loss / GELU's), GELU trained on the "
+            "same tasks and seeds (1 = GELU, lower is better)" if cfg.objective == "tail"
+            else "search score: geometric mean OOD loss; vs GELU: divided by GELU's")
+    lines = [what] + [f"  {p:<10} {plan.describe(p)}: {ROLES[p]}" for p in PARTS]
+    return "\n".join(lines)
+
+
+def _closing(cfg: RunConfig, state: State, verdict: Verdict) -> list[str]:
+    """The recommended function with its scores, and the proxy check."""
+    rec = state.records.get(verdict.recommended) if verdict.recommended else None
+    if rec is None:
+        return ["no function was trained successfully: nothing to recommend"]
+    parts = [f"search {rec.ood_score:.3g}"]
+    for name, scores in (("validation", verdict.validation), ("test", verdict.test)):
+        if rec.key in scores:
+            parts.append(f"{name} {scores[rec.key]:.3g}")
+    refs = "  ".join(f"{k} {v:.3g}" for k, v in verdict.reference_test.items())
+    lines = [f"recommended (best {verdict.picked_on} score on the front): {rec.formula}  "
+             f"[{', '.join(parts)}; {_unit(cfg)}; {rec.flops:g} FLOPs]"]
+    if refs:
+        lines.append(f"references on the test tasks: {refs}")
+    if proxy := proxy_line(verdict):
+        lines.append(proxy)
+    return lines
 
 
 def _plots(out: Path, grammar: Grammar, echo: Callable[[str], None]) -> list[Path]:
@@ -224,17 +282,6 @@ def _plots(out: Path, grammar: Grammar, echo: Callable[[str], None]) -> list[Pat
 def _overrides(cfg: RunConfig) -> dict:
     """A full config as dotted overrides, for `resume_config` (so `check_compatible` sees every key)."""
     return checkpoint.flat(json.loads(json.dumps(cfg.to_dict())))
-
-
-def _holdout(cfg: RunConfig, grammar: Grammar, front: list[Record], backend: Backend
-             ) -> tuple[dict[str, float], float | None]:
-    """Score the final front on tasks never used for selection (docs/design.md §5), with GELU for scale."""
-    if not cfg.holdout or not front:
-        return {}, None
-    tasks = make_suite(cfg.holdout, n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
-    recs = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend)
-    (gelu,) = score_on_suite(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
-    return {r.key: h.ood_score for r, h in zip(front, recs, strict=True)}, gelu.ood_score
 
 
 def _device_name(device: str) -> str:

@@ -27,6 +27,7 @@ from gpact.search.accept import Acceptance
 from gpact.search.operators import Context, Operator, make_operators, random_tree
 from gpact.search.records import GenerationStats, State, make_record, pareto_front
 from gpact.train.fitness import WORST
+from gpact.train.objective import Objective
 from gpact.train.tasks import Task
 
 if TYPE_CHECKING:
@@ -47,13 +48,14 @@ class Search:
     """NSGA-II around a `State`: the grammar, tasks, backend, operators and validity rule of a run.
 
     `operators` default to `make_operators` for the grammar (in-template ones when it confines runs to
-    templates), `accept` to the grammar's limits and run templates.
+    templates), `accept` to the grammar's limits and run templates, `objective` to the plain geometric mean.
     """
 
     def __init__(self, cfg: RunConfig, grammar: Grammar, tasks: list[Task], backend: Backend,
                  operators: Sequence[Operator] | None = None, accept: Acceptance | None = None,
-                 pset: gp.PrimitiveSet | None = None):
+                 pset: gp.PrimitiveSet | None = None, objective: Objective | None = None):
         self.cfg, self.grammar, self.tasks, self.backend = cfg, grammar, tasks, backend
+        self.objective = objective
         self.pset = pset or make_pset(grammar)
         self.accept = accept or Acceptance(grammar, run_templates(grammar))
         self.operators = list(operators) if operators is not None else make_operators(
@@ -189,7 +191,7 @@ class Search:
                                          self.seeds, self.cfg.train, evaluator=self.cfg.evaluator,
                                          device=self.cfg.device, progress=progress)
             for (key, (an, text, origin)), fit in zip(pending.items(), fits, strict=True):
-                state.records[key] = make_record(key, an, text, fit, state.generation, origin)
+                state.records[key] = make_record(key, an, text, fit, state.generation, origin, self.objective)
         for ind, ok in zip(individuals, accepted, strict=True):
             an = self.analysis(ind)
             rec = state.records.get(an.key)

@@ -10,6 +10,7 @@ from gpact.config import RunConfig
 from gpact.expr.grammar import Grammar
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.train.fitness import WORST, Fitness
+from gpact.train.objective import Objective
 from gpact.train.tasks import Task
 
 if TYPE_CHECKING:
@@ -24,13 +25,14 @@ class Record:
     formula: str
     tree: str  # the DEAP tree as text; `parse_tree` reads it back
     flops: float
-    ood_score: float
+    ood_score: float  # the run's objective on its search tasks (gpact.train.objective; tail: ratio to GELU)
     id_loss: float
     generation: int
     per_task: dict[str, float] = field(default_factory=dict)
     diverged: int = 0
     reason: str = ""
     origin: str = "gp"  # "llm" when an LLM crossover or mutation wrote the tree first trained for this function
+    per_run: dict[str, float] = field(default_factory=dict)  # every network's absolute OOD loss (run_key)
 
     @property
     def ok(self) -> bool:
@@ -61,10 +63,13 @@ class GenerationStats:
     llm: dict = field(default_factory=dict)  # LLMOperator.stats() for this generation, when the LLM is on
 
 
-def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp") -> Record:
-    return Record(key=key, formula=an.formula, tree=tree, flops=an.flops, ood_score=fit.ood_score,
+def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp",
+                objective: Objective | None = None) -> Record:
+    """The record of a trained function; its score is `objective`'s (default: the plain geometric mean)."""
+    score = objective.score(fit) if objective is not None else fit.ood_score
+    return Record(key=key, formula=an.formula, tree=tree, flops=an.flops, ood_score=score,
                   id_loss=fit.id_loss, generation=generation, per_task=dict(fit.per_task),
-                  diverged=fit.diverged, reason=fit.reason, origin=origin)
+                  diverged=fit.diverged, reason=fit.reason, origin=origin, per_run=dict(fit.per_run))
 
 
 def pareto_front(records) -> list[Record]:
@@ -79,12 +84,13 @@ def pareto_front(records) -> list[Record]:
 
 
 def score_on_suite(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: RunConfig,
-                   backend: Backend) -> list[Record]:
-    """Records for fixed trees (references such as gelu and relu, the final front on the holdout suite) on
-    `tasks` with the run's seeds and training, through the run's backend. Not `gpact.train.scoring.
-    score_formulas`, which builds the per-seed tables of `gpact eval`."""
+                   backend: Backend, objective: Objective | None = None) -> list[Record]:
+    """Records for fixed trees (references such as gelu and relu, the front on validation and test tasks) on
+    `tasks` with the run's seeds and training, through the run's backend, scored by `objective`. Not
+    `gpact.train.scoring.score_formulas`, which builds the per-seed tables of `gpact eval`."""
     pset = make_pset(grammar)
     analyses = [analyse(tree_to_sympy(parse_tree(t, grammar, pset), grammar), grammar) for t in texts]
     fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, list(range(cfg.train_seeds)), cfg.train,
                             evaluator=cfg.evaluator, device=cfg.device)
-    return [make_record(an.key, an, t, f, -1) for t, an, f in zip(texts, analyses, fits, strict=True)]
+    return [make_record(an.key, an, t, f, -1, objective=objective)
+            for t, an, f in zip(texts, analyses, fits, strict=True)]

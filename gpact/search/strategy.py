@@ -20,6 +20,7 @@ from gpact.search.accept import Acceptance
 from gpact.search.gp import Search
 from gpact.search.operators import Operator
 from gpact.search.records import GenerationStats, State
+from gpact.train.objective import Objective
 from gpact.train.tasks import Task
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 class Strategy(Protocol):
     def __init__(self, cfg: RunConfig, grammar: Grammar, tasks: list[Task], backend: Backend,
                  operators: Sequence[Operator] | None = None, accept: Acceptance | None = None,
-                 pset: gp.PrimitiveSet | None = None) -> None: ...
+                 pset: gp.PrimitiveSet | None = None, objective: Objective | None = None) -> None: ...
 
     def start(self, state: State) -> list:
         """The initial population (not yet evaluated: the first `step` does that)."""

@@ -2,15 +2,19 @@
 
 The geometric mean of raw OOD losses lets one catastrophic task hide behind seven good ones, and its
 scale is set by whichever task has the largest losses. Here every (task, seed, protocol) network is
-compared with GELU trained under the very same task, seed and protocol:
+compared with GELU trained under the very same task, seed and protocol (same initial weights), and the
+tail is taken over tasks:
 
     r_i   = log(ood_loss_i / gelu_ood_loss_i)      (0: as good as GELU, < 0: better)
-    score = mean(r) + tail_weight * CVaR_q(r)      (CVaR_q: the mean of the worst q-fraction of r)
+    R_t   = mean of r_i over task t's networks     (seeds and protocols)
+    score = mean_t(R) + tail_weight * CVaR_q(R)    (CVaR_q: the mean of the worst q-fraction of tasks)
 
-so a function must be good on average AND not terrible anywhere. A failed network (non-finite or
-diverged training) counts as FAIL_LOG_RATIO, far worse than any trained one. Scores print as ratios to
-GELU, exp(score): 0.8 means about 20% lower OOD loss than GELU. `spearman` measures how well one score
-predicts another (the search score against the validation score of a run).
+so a function must be good on average AND not terrible on any task. The tail is over tasks, not single
+networks, because one network's ratio carries its initialisation's luck: a tail of networks would mostly
+measure that noise, which GELU, paired with itself, never pays. A failed network (non-finite or diverged
+training) counts as FAIL_LOG_RATIO, far worse than any trained one. Scores print as ratios to GELU,
+exp(score): 0.8 means about 20% lower OOD loss than GELU. `spearman` measures how well one score predicts
+another (the search score against the validation score of a run).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from gpact.config import OBJECTIVES
 from gpact.errors import ConfigError
 from gpact.train.fitness import LOSS_FLOOR
 from gpact.train.reference import WORST
@@ -75,17 +81,58 @@ def cvar(values: Sequence[float], q: float) -> float:
 
 def tail_score(results: Mapping[str, float], references: Mapping[str, float],
                tail: float = 0.25, tail_weight: float = 1.0) -> TailScore:
-    """Score networks' OOD losses keyed by (task, seed, protocol) id (`Fitness.per_run`) against GELU's
-    networks under the same keys."""
+    """Score networks' OOD losses keyed by `run_key(task, seed)` (`Fitness.per_run`) against GELU's networks
+    under the same keys: mean and CVaR over tasks of each task's mean log-ratio (module docstring)."""
     missing = set(results) - set(references)
     if missing:
         raise ConfigError(f"no GELU reference for {sorted(missing)[:3]}")
     if not results:
         raise ConfigError("tail_score needs at least one network")
-    ratios = [log_ratio(results[k], references[k]) for k in sorted(results)]
+    per_task: dict[str, list[float]] = {}
+    for k in sorted(results):
+        per_task.setdefault(k.rsplit("#", 1)[0], []).append(log_ratio(results[k], references[k]))
+    ratios = [float(np.mean(v)) for v in per_task.values()]
     mean, tail_mean = float(np.mean(ratios)), cvar(ratios, tail)
     n_failed = sum(1 for v in results.values() if failed(v))
-    return TailScore(mean + tail_weight * tail_mean, mean, tail_mean, len(ratios), n_failed)
+    return TailScore(mean + tail_weight * tail_mean, mean, tail_mean, len(results), n_failed)
+
+
+class Networks(Protocol):
+    """What a score is computed from: a Fitness, or a Record made from one."""
+
+    ood_score: float
+    per_run: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a run minimises, as one number per function on one part's tasks (lower is better).
+
+    "tail": the ratio to GELU, exp(tail_score), of the function's networks against GELU's networks on the
+    same tasks and seeds (`reference`: GELU's `Fitness.per_run`); GELU itself scores 1. "geomean": the
+    geometric mean OOD loss of gpact before this objective (`Fitness.ood_score`), kept to compare with.
+    Either way a function whose every network failed scores WORST.
+    """
+
+    kind: str = "tail"
+    tail: float = 0.25
+    tail_weight: float = 1.0
+    reference: Mapping[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in OBJECTIVES:
+            raise ConfigError(f"unknown objective '{self.kind}' (choose from {', '.join(OBJECTIVES)})")
+        if not 0 < self.tail <= 1 or self.tail_weight < 0:
+            raise ConfigError("objective tail must be in (0, 1] and tail_weight >= 0")
+
+    def score(self, fit: Networks) -> float:
+        if self.kind == "geomean" or fit.ood_score >= WORST and not fit.per_run:
+            return fit.ood_score
+        if all(failed(v) for v in fit.per_run.values()):
+            return WORST
+        if self.reference is None:
+            raise ConfigError("the tail objective needs GELU's networks on the same tasks (reference)")
+        return min(tail_score(fit.per_run, self.reference, self.tail, self.tail_weight).vs_gelu, WORST)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -98,16 +99,20 @@ def unit_names(unit: str) -> list[str]:
     return [f"feynman/{e.id}" for e in equations().values() if e.group == group]
 
 
-def random_names(n: int, seed: int = 0) -> list[str]:
-    """N distinct library names dealt across all units by `seed` (module docstring)."""
-    rng = np.random.default_rng([family_key("random"), seed])
-    pools = {u: list(rng.permutation(unit_names(u))) for u in FEYNMAN_UNITS}
+def random_names(n: int, seed: int = 0, units: Sequence[str] = UNITS, stream: str = "random") -> list[str]:
+    """N distinct library names dealt across `units` by `seed` (module docstring); `stream` names the
+    random stream, so draws for different purposes (a run's search and validation tasks) are independent."""
+    unknown = [u for u in units if u not in UNITS]
+    if unknown or not units:
+        raise ConfigError(f"unknown unit(s) {', '.join(unknown) or '(none given)'}; units: {', '.join(UNITS)}")
+    rng = np.random.default_rng([family_key(stream), seed])
+    pools = {u: list(rng.permutation(unit_names(u))) for u in FEYNMAN_UNITS if u in units}
     used: set[str] = set()
     out: list[str] = []
-    live = list(UNITS)
+    live = list(dict.fromkeys(units))
     while len(out) < n:
         if not live:
-            raise ConfigError(f"random:{n} asks for more tasks than the library has")
+            raise ConfigError(f"{n} tasks asked of {', '.join(units)}: more than the library has")
         for unit in [live[i] for i in rng.permutation(len(live))]:
             if len(out) == n:
                 break

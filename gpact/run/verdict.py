@@ -1,0 +1,114 @@
+"""The end of a run: score the front on validation families to pick one recommended function, check how
+well the search score predicted validation (the proxy check), and report the front on test families that
+nothing selected on (DESIGN.md §5).
+
+Every part is scored by the run's objective against GELU trained on that part's own tasks, seeds and
+protocol, so numbers of different parts read the same way (a ratio to GELU when the objective is "tail").
+Nothing here feeds back into the search: validation only picks among front members, test only reports.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from gpact.backends.base import Backend
+from gpact.config import RunConfig
+from gpact.expr.grammar import Grammar, load_grammar
+from gpact.search.records import Record, score_on_suite
+from gpact.train.objective import Objective, spearman
+from gpact.train.partition import Partition
+from gpact.train.tasks import make_suite
+
+REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
+WEAK_PROXY = 0.5  # a Spearman correlation below this: the search ranking says little about unseen families
+
+
+@dataclass
+class Verdict:
+    """Validation and test scores (by record key), the recommended pick and the proxy check."""
+
+    validation: dict[str, float] = field(default_factory=dict)  # front members and the proxy sample
+    test: dict[str, float] = field(default_factory=dict)  # front members
+    reference_test: dict[str, float] = field(default_factory=dict)  # relu's etc. on test, for scale
+    recommended: str | None = None  # a record key
+    picked_on: str = "search"  # "validation", or "search" when the run has no validation part
+    proxy_rho: float | None = None
+    proxy_n: int = 0
+
+    @property
+    def proxy_weak(self) -> bool:
+        return self.proxy_rho is None or math.isnan(self.proxy_rho) or self.proxy_rho < WEAK_PROXY
+
+    def to_dict(self, records: dict[str, Record]) -> dict:
+        rec = records.get(self.recommended) if self.recommended else None
+        return {
+            "recommended": None if rec is None else {
+                "formula": rec.formula, "key": rec.key, "flops": rec.flops, "picked_on": self.picked_on,
+                "search": rec.ood_score, "validation": self.validation.get(rec.key), "test": self.test.get(rec.key)},
+            "proxy": {"spearman": self.proxy_rho, "n": self.proxy_n, "weak": self.proxy_weak},
+            "reference_test": self.reference_test,
+        }
+
+
+def part_objective(cfg: RunConfig, tasks: list, backend: Backend) -> Objective:
+    """The run's objective on these tasks: GELU trained on them once, as every function's yardstick."""
+    (gelu,) = score_on_suite(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
+    return Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=gelu.per_run)
+
+
+def proxy_sample(front: Sequence[Record], records: Sequence[Record], n: int, seed: int) -> list[Record]:
+    """Front members, then a seeded random sample of the other trained functions, `n` in all when there are."""
+    keys = {r.key for r in front}
+    others = sorted((r for r in records if r.ok and r.key not in keys), key=lambda r: r.key)
+    k = max(0, min(len(others), n - len(front)))
+    return list(front) + random.Random(seed).sample(others, k)
+
+
+def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Record], records: Sequence[Record],
+          backend: Backend, references: Sequence[str] = ("relu(x)",),
+          echo: Callable[[str], None] = print) -> Verdict:
+    """Validation scores and the pick, the proxy check, and test scores of a finished run's front."""
+    verdict = Verdict()
+    if not front:
+        return verdict
+    verdict.recommended = front[0].key  # the best search score: the pick when there is no validation part
+    if plan.tasks["validation"]:
+        tasks = make_suite(plan.tasks["validation"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
+        sample = proxy_sample(front, records, max(cfg.proxy_check, len(front)), cfg.seed)
+        echo(f"validation: scoring {len(front)} front members and {len(sample) - len(front)} other functions on "
+             f"{plan.describe('validation')}")
+        objective = part_objective(cfg, tasks, backend)
+        scored = score_on_suite([r.tree for r in sample], grammar, tasks, cfg, backend, objective)
+        verdict.validation = {r.key: s.ood_score for r, s in zip(sample, scored, strict=True)}
+        verdict.recommended = min(front, key=lambda r: (verdict.validation[r.key], r.flops, r.formula)).key
+        verdict.picked_on = "validation"
+        pairs = [(r.ood_score, verdict.validation[r.key]) for r in sample]
+        verdict.proxy_n = len(pairs)
+        verdict.proxy_rho = spearman(*zip(*pairs, strict=True)) if len(pairs) >= 3 else None
+    if plan.tasks["test"]:
+        tasks = make_suite(plan.tasks["test"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
+        echo(f"test: scoring {len(front)} front members on {plan.describe('test')} (reported only)")
+        objective = part_objective(cfg, tasks, backend)
+        scored = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend, objective)
+        verdict.test = {r.key: s.ood_score for r, s in zip(front, scored, strict=True)}
+        refs = score_on_suite(list(references), load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend, objective)
+        verdict.reference_test = {t: r.ood_score for t, r in zip(references, refs, strict=True)}
+    return verdict
+
+
+def proxy_line(verdict: Verdict) -> str:
+    """One line on whether the search score predicted validation, with a warning when it did not."""
+    if verdict.proxy_n == 0:
+        return ""
+    if verdict.proxy_rho is None or math.isnan(verdict.proxy_rho):
+        return (f"proxy check: too few distinct scores among {verdict.proxy_n} functions to rank-correlate "
+                f"the search score with validation")
+    line = (f"proxy check: Spearman {verdict.proxy_rho:.2f} between search and validation scores over "
+            f"{verdict.proxy_n} functions")
+    if verdict.proxy_weak:
+        line += (f"  WARNING: weak (< {WEAK_PROXY}): the search ranking predicts little on unseen families; "
+                 f"trust the validation column, and consider more or broader search tasks")
+    return line
