@@ -106,8 +106,8 @@ def network_log_ratio(loss: float, ref_loss: float) -> float:
 def crossval(
     items: Sequence[str | tuple[str, str]],
     units: Sequence[str] = UNITS,
-    per_family: int = 3,
-    seeds: int | Sequence[int] = 3,
+    per_family: int = 5,
+    seeds: int | Sequence[int] = 5,
     cfg: TrainConfig = DEFAULT_TRAIN,
     task_seed: int = 0,
     evaluator: str = "auto",
