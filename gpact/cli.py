@@ -273,6 +273,52 @@ def baselines_cmd(only, tasks, seeds, width, depth, steps, lr, evaluator, device
                      csv_path, markdown, per_task, sort=True)
 
 
+_T = RunConfig().train  # crossval trains as the search does
+
+
+@main.command(name="crossval")
+@click.argument("formulas", nargs=-1, required=True)
+@click.option("--families", default="", help="Comma-separated families (split units) [default: all 14].")
+@click.option("--per-family", type=int, default=5, show_default=True, help="Tasks drawn per family.")
+@click.option("--seeds", type=int, default=5, show_default=True, help="Network initialisations per task.")
+@click.option("--task-seed", type=int, default=0, show_default=True, help="Seed of the task draw.")
+@click.option("--width", type=int, default=_T.width, show_default=True, help="Hidden width of the MLPs.")
+@click.option("--depth", type=int, default=_T.depth, show_default=True, help="Hidden layers.")
+@click.option("--steps", type=int, default=_T.steps, show_default=True, help="Training steps per network.")
+@click.option("--lr", type=float, default=_T.lr, show_default=True, help="Adam learning rate.")
+@click.option("--evaluator", type=click.Choice(["auto", "reference", "batched"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write every (formula, family, seed) log-ratio as CSV.")
+@click.option("--markdown", is_flag=True, help="Print the table as GitHub markdown.")
+def crossval_cmd(formulas, families, per_family, seeds, task_seed, width, depth, steps, lr, evaluator, device,
+                 csv_path, markdown):
+    """Ratio of FORMULAS (or baseline names) to GELU on each task family held out on its own, over seeds.
+
+    Example: gpact crossval gelu_sine gmtu "x*sigmoid(2*x)" --families rational,damped,feynman-III
+    """
+    import time
+
+    from gpact.config import TrainConfig
+    from gpact.report.crossval import format_table, to_csv
+    from gpact.train.crossval import crossval
+    from gpact.train.library import UNITS
+
+    units = [u.strip() for u in families.split(",") if u.strip()] if families else list(UNITS)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"seed {done}/{total} done ({time.perf_counter() - start:.0f} s)", err=True)
+
+    cfg = TrainConfig(width=width, depth=depth, steps=steps, lr=lr)
+    table = crossval(formulas, units=units, per_family=per_family, seeds=seeds, cfg=cfg, task_seed=task_seed,
+                     evaluator=evaluator, device=device, progress=progress)
+    click.echo(format_table(table, markdown=markdown))
+    if csv_path:
+        with open(csv_path, "w") as fh:
+            fh.write(to_csv(table))
+
+
 @main.command(name="enumerate")
 @click.option("--grammar", "-g", required=True, help="Grammar with templates, e.g. aquasurf, grafs, swish.")
 @click.option("--template", "-t", default=None, help="Template name [default: the grammar's only template].")

@@ -132,6 +132,12 @@ def _labelled(item: str | tuple[str, str]) -> tuple[str, str]:
     return (key, BASELINES[key].formula) if key in BASELINES else (key, key)
 
 
+def formula_analysis(item: str | tuple[str, str], grammar: Grammar) -> tuple[str, Analysis]:
+    """(label, analysis) of a baseline name, formula text or (label, text), read as `gpact eval` reads it."""
+    label, text = _labelled(item)
+    return label, _analyse(text, label, grammar)
+
+
 def _analyse(text: str, label: str, grammar: Grammar) -> Analysis:
     try:
         tree = parse_tree(text, grammar, make_pset(grammar))
@@ -165,7 +171,7 @@ def _evaluate(unique, g, ref_grammar, task_names, seeds, cfg, evaluator, device,
                     progress(done // len(groups), len(seeds))
         return results
     suite = make_suite(task_names, n_train=n_train, n_ood=n_ood, seed=0)
-    with _torch_threads(1):
+    with torch_threads(1):
         for done, s in enumerate(seeds, 1):
             for grammar, keys in groups.values():
                 fits = evaluate_population([unique[k][0].expr for k in keys], grammar, suite, [s], cfg,
@@ -187,7 +193,7 @@ def _worker(args) -> list[Fitness]:
     return evaluate_population(exprs, grammar, suite, [seed], cfg, evaluator=evaluator, device=device)
 
 
-class _torch_threads:
+class torch_threads:
     """Small MLPs train fastest, and most predictably on a shared machine, on one thread."""
 
     def __init__(self, n: int):
