@@ -9,10 +9,11 @@ from gpact.cli import main
 from gpact.config import TrainConfig
 from gpact.errors import ConfigError
 from gpact.train import crossval as cv
-from gpact.train.crossval import crossval, draw_tasks, network_log_ratio
+from gpact.train.crossval import crossval, draw_tasks
 from gpact.train.fitness import WORST, Fitness
 from gpact.train.library import unit_names
 from gpact.train.objective import FAIL_LOG_RATIO
+from gpact.train.objective import log_ratio as network_log_ratio
 
 TINY = TrainConfig(width=8, depth=2, steps=30)
 

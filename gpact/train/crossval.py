@@ -26,9 +26,9 @@ from gpact.errors import ConfigError
 from gpact.expr.grammar import load_grammar
 from gpact.train.baselines import BASELINE_GRAMMAR, REFERENCE
 from gpact.train.evaluate import evaluate_population
-from gpact.train.fitness import LOSS_FLOOR, WORST, median
+from gpact.train.fitness import WORST, median
 from gpact.train.library import FEYNMAN_UNITS, UNITS, family_key, unit_names
-from gpact.train.objective import FAIL_LOG_RATIO
+from gpact.train.objective import log_ratio
 from gpact.train.scoring import formula_analysis, torch_threads
 from gpact.train.tasks import make_suite
 
@@ -93,16 +93,6 @@ def draw_tasks(units: Sequence[str], per_family: int, task_seed: int = 0) -> dic
     return out
 
 
-def network_log_ratio(loss: float, ref_loss: float) -> float:
-    """log(loss / GELU's loss) for one (task, seed) network; a failure (loss >= WORST) counts as
-    FAIL_LOG_RATIO, a failed GELU network as a tie unless this one failed too (as in gpact.train.objective)."""
-    if loss >= WORST:
-        return FAIL_LOG_RATIO
-    if ref_loss >= WORST:
-        return 0.0
-    return math.log(max(loss, LOSS_FLOOR)) - math.log(max(ref_loss, LOSS_FLOOR))
-
-
 def crossval(
     items: Sequence[str | tuple[str, str]],
     units: Sequence[str] = UNITS,
@@ -154,7 +144,7 @@ def _row(label: str, formula: str, losses: list[dict[str, float]], ref: list[dic
     def unit_log(unit: str, si: int) -> float:
         if is_ref:  # GELU against itself: a tie on every network, failed ones included
             return 0.0
-        return float(np.mean([network_log_ratio(losses[si][t], ref[si][t]) for t in tasks[unit]]))
+        return float(np.mean([log_ratio(losses[si][t], ref[si][t]) for t in tasks[unit]]))
 
     unit_logs = {u: [unit_log(u, si) for si in range(len(losses))] for u in tasks}
     cells = {u: _spread([math.exp(v) for v in logs]) for u, logs in unit_logs.items()}
