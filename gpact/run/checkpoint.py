@@ -37,6 +37,7 @@ from gpact.expr.grammar import Grammar, load_grammar
 from gpact.run import rundir
 from gpact.search.records import Record, State
 from gpact.search.strategy import Strategy
+from gpact.train.objective import Objective
 
 FILE = "checkpoint.json"
 FORMAT, VERSION = "gpact-checkpoint", 1
@@ -62,6 +63,7 @@ class Checkpoint:
     llm: dict[str, Any] = field(default_factory=dict)
     started: str = ""
     written: str = ""
+    objective: dict[str, Any] = field(default_factory=dict)  # {"reference": GELU's networks, "baseline"}
 
     @property
     def generation(self) -> int:
@@ -105,7 +107,8 @@ def set_rng_state(data: dict[str, Any]) -> None:
 
 
 def save(run_dir: Path, cfg: RunConfig, grammar_name: str, state: State, population: list,
-         references: dict[str, Record], rng: dict[str, Any], llm=None, started: str = "") -> Path:
+         references: dict[str, Record], rng: dict[str, Any], llm=None, started: str = "",
+         objective: Objective | None = None) -> Path:
     """Write `run_dir/checkpoint.json` atomically (temp file + rename): a crash leaves the previous one."""
     members = [{"tree": str(ind), "fitness": list(ind.fitness.values),
                 "crowding_dist": getattr(ind.fitness, "crowding_dist", 0.0)} for ind in population]
@@ -118,6 +121,8 @@ def save(run_dir: Path, cfg: RunConfig, grammar_name: str, state: State, populat
         "references": {k: dataclasses.asdict(r) for k, r in references.items()},
         "rng": rng,
         "llm": {"state": llm.state_dict(), "rng": _py_state(llm.rng)} if llm is not None else {},
+        "objective": {"reference": dict(objective.reference or {}), "baseline": objective.baseline}
+        if objective is not None else {},
     }
     path = Path(run_dir) / FILE
     # Non-finite floats (an infinite crowding distance) are written as Infinity/NaN, which json reads back.
@@ -146,7 +151,16 @@ def load(run_dir: Path) -> Checkpoint | None:
     return Checkpoint(config=data["config"], grammar_name=data["grammar_name"], state=state,
                       population=data["population"],
                       references={k: Record(**r) for k, r in data["references"].items()}, rng=data["rng"],
-                      llm=data.get("llm") or {}, started=data.get("started", ""), written=data.get("written", ""))
+                      llm=data.get("llm") or {}, started=data.get("started", ""), written=data.get("written", ""),
+                      objective=data.get("objective") or {})
+
+
+def objective(ckpt: Checkpoint, cfg: RunConfig) -> Objective:
+    """The run's objective as it was saved: GELU's yardstick networks are not trained again on resume."""
+    saved = ckpt.objective
+    return Objective(cfg.objective, cfg.tail, cfg.tail_weight,
+                     reference={k: float(v) for k, v in saved.get("reference", {}).items()} or None,
+                     baseline=float(saved.get("baseline", 0.0)))
 
 
 def restore_population(strategy: Strategy, ckpt: Checkpoint) -> list:

@@ -33,7 +33,7 @@ from gpact.run.front import front_rows, table, to_csv
 from gpact.run.plots import write_plots
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
-from gpact.run.verdict import REFERENCE_GRAMMAR, Verdict, judge, proxy_line
+from gpact.run.verdict import REFERENCE_GRAMMAR, Verdict, judge, proxy_line, yardstick
 from gpact.search.accept import Acceptance
 from gpact.search.llm import LLMOperator
 from gpact.search.operators import make_operators
@@ -113,14 +113,12 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
             echo(f"llm: {cfg.llm.model} at {cfg.llm.base_url}  crossover rate {cfg.llm.rate}  "
                  f"mutation rate {cfg.llm.mutation_rate}  max calls {cfg.llm.max_calls}")
         if ckpt is not None:
-            refs = ckpt.references
+            refs, objective = ckpt.references, checkpoint.objective(ckpt, cfg)
         else:
             random.seed(cfg.seed)
             np.random.seed(cfg.seed)
             torch.manual_seed(cfg.seed)
-            refs = _references(cfg, tasks, backend)
-        gelu = refs.get("gelu(x)")
-        objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=gelu.per_run if gelu else None)
+            objective, refs = _references(cfg, tasks, backend)
         search: Strategy = strategy_cls(cfg, grammar, tasks, backend,
                                         make_operators(grammar, pset, accept.templates, llm), accept, pset,
                                         objective=objective)
@@ -148,8 +146,8 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
                 rundir.append_jsonl(out / rundir.CANDIDATES, [dataclasses.asdict(r) for r in new])
                 rundir.append_jsonl(out / rundir.GENERATIONS, [dataclasses.asdict(stats)])
                 front = pareto_front(state.records.values())
-                rundir.write_text(out / rundir.PARETO, to_csv(front_rows(front, gelu)))
-                checkpoint.save(out, cfg, grammar.name, state, pop, refs, rng, llm, started)
+                rundir.write_text(out / rundir.PARETO, to_csv(front_rows(front, refs.get("gelu(x)"))))
+                checkpoint.save(out, cfg, grammar.name, state, pop, refs, rng, llm, started, objective)
             display.generation_done(stats, state, llm.progress() if llm is not None else "")
         display.close()
         if stopper.signum is not None:
@@ -230,12 +228,12 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
     })
 
 
-def _references(cfg: RunConfig, tasks: list, backend: Backend) -> dict[str, Record]:
-    """GELU and ReLU on the search tasks, trained once per run; GELU's networks are every score's yardstick."""
-    raw = score_on_suite(list(REFERENCES), load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
-    gelu = next(r for t, r in zip(REFERENCES, raw, strict=True) if t == "gelu(x)")
-    objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=gelu.per_run)
-    return {t: dataclasses.replace(r, ood_score=objective.score(r)) for t, r in zip(REFERENCES, raw, strict=True)}
+def _references(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective, dict[str, Record]]:
+    """The run's objective on its search tasks, and GELU and ReLU scored by it, trained once per run."""
+    objective, gelu = yardstick(cfg, tasks, backend)
+    others = [t for t in REFERENCES if t != "gelu(x)"]
+    scored = score_on_suite(others, load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend, objective)
+    return objective, {"gelu(x)": gelu, **dict(zip(others, scored, strict=True))}
 
 
 def _unit(cfg: RunConfig) -> str:

@@ -9,6 +9,7 @@ Nothing here feeds back into the search: validation only picks among front membe
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -18,11 +19,13 @@ from gpact.backends.base import Backend
 from gpact.config import RunConfig
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.search.records import Record, score_on_suite
+from gpact.train.fitness import WORST, run_key
 from gpact.train.objective import Objective, spearman
 from gpact.train.partition import Partition
 from gpact.train.tasks import make_suite
 
 REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
+REFERENCE_SEEDS = 1000  # GELU's yardstick networks use seeds 1000, 1001, ...: never a candidate's
 WEAK_PROXY = 0.5  # a Spearman correlation below this: the search ranking says little about unseen families
 
 
@@ -53,10 +56,27 @@ class Verdict:
         }
 
 
-def part_objective(cfg: RunConfig, tasks: list, backend: Backend) -> Objective:
-    """The run's objective on these tasks: GELU trained on them once, as every function's yardstick."""
-    (gelu,) = score_on_suite(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend)
-    return Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=gelu.per_run)
+def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective, Record]:
+    """The run's objective on these tasks, and GELU's record under it (score 1 for the tail objective).
+
+    GELU trains twice: on reference seeds (offset by REFERENCE_SEEDS), whose networks every function is
+    compared with, and on the run's seeds as a function like any other, whose tail score is the baseline.
+    So GELU pays the same initialisation noise in its tail as every candidate does (gpact.train.objective).
+    """
+    grammar = load_grammar(REFERENCE_GRAMMAR)
+    seeds = list(range(cfg.train_seeds))
+    (ref,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend, seeds=[REFERENCE_SEEDS + s for s in seeds])
+    (own,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend)
+    reference = {_unshift(k): v for k, v in ref.per_run.items()}
+    objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=reference)
+    if cfg.objective == "tail" and own.ood_score < WORST:
+        objective = dataclasses.replace(objective, baseline=objective.tail_of(own).score)
+    return objective, dataclasses.replace(own, ood_score=objective.score(own))
+
+
+def _unshift(key: str) -> str:
+    task, seed = key.rsplit("#", 1)
+    return run_key(task, int(seed) - REFERENCE_SEEDS)
 
 
 def proxy_sample(front: Sequence[Record], records: Sequence[Record], n: int, seed: int) -> list[Record]:
@@ -80,7 +100,7 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
         sample = proxy_sample(front, records, max(cfg.proxy_check, len(front)), cfg.seed)
         echo(f"validation: scoring {len(front)} front members and {len(sample) - len(front)} other functions on "
              f"{plan.describe('validation')}")
-        objective = part_objective(cfg, tasks, backend)
+        objective, _ = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in sample], grammar, tasks, cfg, backend, objective)
         verdict.validation = {r.key: s.ood_score for r, s in zip(sample, scored, strict=True)}
         verdict.recommended = min(front, key=lambda r: (verdict.validation[r.key], r.flops, r.formula)).key
@@ -91,7 +111,7 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
     if plan.tasks["test"]:
         tasks = make_suite(plan.tasks["test"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
         echo(f"test: scoring {len(front)} front members on {plan.describe('test')} (reported only)")
-        objective = part_objective(cfg, tasks, backend)
+        objective, _ = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend, objective)
         verdict.test = {r.key: s.ood_score for r, s in zip(front, scored, strict=True)}
         refs = score_on_suite(list(references), load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend, objective)

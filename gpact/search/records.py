@@ -3,6 +3,7 @@ the Pareto front, and scoring fixed formulas on a run's tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,13 +85,15 @@ def pareto_front(records) -> list[Record]:
 
 
 def score_on_suite(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: RunConfig,
-                   backend: Backend, objective: Objective | None = None) -> list[Record]:
+                   backend: Backend, objective: Objective | None = None,
+                   seeds: Sequence[int] | None = None) -> list[Record]:
     """Records for fixed trees (references such as gelu and relu, the front on validation and test tasks) on
-    `tasks` with the run's seeds and training, through the run's backend, scored by `objective`. Not
+    `tasks` with the run's seeds (or `seeds`) and training, through the run's backend, scored by `objective`. Not
     `gpact.train.scoring.score_formulas`, which builds the per-seed tables of `gpact eval`."""
     pset = make_pset(grammar)
     analyses = [analyse(tree_to_sympy(parse_tree(t, grammar, pset), grammar), grammar) for t in texts]
-    fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, list(range(cfg.train_seeds)), cfg.train,
+    seeds = list(range(cfg.train_seeds)) if seeds is None else list(seeds)
+    fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, seeds, cfg.train,
                             evaluator=cfg.evaluator, device=cfg.device)
     return [make_record(an.key, an, t, f, -1, objective=objective)
             for t, an, f in zip(texts, analyses, fits, strict=True)]

@@ -108,16 +108,20 @@ class Networks(Protocol):
 class Objective:
     """What a run minimises, as one number per function on one part's tasks (lower is better).
 
-    "tail": the ratio to GELU, exp(tail_score), of the function's networks against GELU's networks on the
-    same tasks and seeds (`reference`: GELU's `Fitness.per_run`); GELU itself scores 1. "geomean": the
-    geometric mean OOD loss of gpact before this objective (`Fitness.ood_score`), kept to compare with.
-    Either way a function whose every network failed scores WORST.
+    "tail": exp(tail_score - baseline) of the function's networks against `reference`, GELU's networks on
+    the same tasks and protocol (keyed like `Fitness.per_run`), where `baseline` is GELU's own tail score as
+    a candidate; so GELU scores exactly 1 and 0.8 reads "20% better than GELU, tail included". The
+    reference networks start from other initialisations than the candidates' (gpact.run.verdict.yardstick):
+    paired with itself, GELU alone would pay no noise in its tail and no function could ever beat it.
+    "geomean": the geometric mean OOD loss (`Fitness.ood_score`), gpact's earlier objective, kept to
+    compare with. Either way a function whose every network failed scores WORST.
     """
 
     kind: str = "tail"
     tail: float = 0.25
     tail_weight: float = 1.0
     reference: Mapping[str, float] | None = None
+    baseline: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVES:
@@ -125,14 +129,17 @@ class Objective:
         if not 0 < self.tail <= 1 or self.tail_weight < 0:
             raise ConfigError("objective tail must be in (0, 1] and tail_weight >= 0")
 
+    def tail_of(self, fit: Networks) -> TailScore:
+        if self.reference is None:
+            raise ConfigError("the tail objective needs GELU's networks on the same tasks (reference)")
+        return tail_score(fit.per_run, self.reference, self.tail, self.tail_weight)
+
     def score(self, fit: Networks) -> float:
         if self.kind == "geomean" or fit.ood_score >= WORST and not fit.per_run:
             return fit.ood_score
         if all(failed(v) for v in fit.per_run.values()):
             return WORST
-        if self.reference is None:
-            raise ConfigError("the tail objective needs GELU's networks on the same tasks (reference)")
-        return min(tail_score(fit.per_run, self.reference, self.tail, self.tail_weight).vs_gelu, WORST)
+        return min(math.exp(min(self.tail_of(fit).score - self.baseline, 700.0)), WORST)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
