@@ -68,6 +68,13 @@ def main() -> None:
 @click.option("--test", default=RunConfig.test, show_default=True,
               help="Tasks the front is reported on and nothing is selected on; '' to skip. 'test:N' draws N "
                    "tasks of the run's test families.")
+@click.option("--race-eta", type=int, default=RunConfig.race_eta, show_default=True,
+              help="Racing: the best 1/ETA of a generation's new functions at each stage train on ETA times more "
+                   "networks; 1: every function trains on every network.")
+@click.option("--race-start", type=int, default=RunConfig.race_start, show_default=True,
+              help="Racing: networks (task, seed) each new function trains on first.")
+@click.option("--max-networks", type=int, default=RunConfig.max_networks, show_default=True,
+              help="Stop at the first generation boundary after the search trained this many networks; 0: none.")
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=RunConfig.objective, show_default=True,
               help="tail: ratio to GELU with a tail term for the worst quarter of networks; geomean: geometric mean "
                    "OOD loss (gpact before 0.2).")
@@ -95,9 +102,9 @@ def main() -> None:
 @click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
-        evaluator, device, validation, test, objective, out_dir, run_id, llm_base_url, llm_model, llm_api_key_env,
-        llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend, workers, ray_address, chunk_timeout,
-        strategy):
+        evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
+        llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
+        workers, ray_address, chunk_timeout, strategy):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -114,7 +121,8 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
     cfg = RunConfig(grammar=grammar, generations=generations, time_limit=parse_duration(time_limit),
                     max_evals=max_evals, population=population, seed=seed, tasks=tasks,
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, validation=validation,
-                    test=test, objective=objective,
+                    test=test, objective=objective, race_eta=race_eta, race_start=race_start,
+                    max_networks=max_networks,
                     out_dir=out_dir, run_id=run_id,
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),

@@ -108,6 +108,9 @@ class RunConfig:
     tail: float = 0.25  # the tail term averages the worst quarter of networks' log-ratios to GELU
     tail_weight: float = 1.0
     proxy_check: int = 30  # functions scored on validation to rank-correlate with the search score
+    race_eta: int = 3  # racing: the best 1/eta of each stage go on to eta times more networks; 1: no racing
+    race_start: int = 4  # networks per new function in racing's first stage
+    max_networks: int = 0  # stop once the search has trained this many networks (its training budget); 0: none
 
     def __post_init__(self) -> None:
         checks = [
@@ -123,6 +126,8 @@ class RunConfig:
             (self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}"),
             (0 < self.tail <= 1 and self.tail_weight >= 0, "tail must be in (0, 1] and tail_weight >= 0"),
             (self.proxy_check >= 0, "proxy_check must be >= 0"),
+            (self.race_eta >= 1 and self.race_start >= 1, "race_eta and race_start must be >= 1"),
+            (self.max_networks >= 0, "max_networks must be >= 0 (0: no limit)"),
         ]
         _check(checks)
 

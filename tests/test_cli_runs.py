@@ -16,9 +16,10 @@ from gpact.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOK = Path(__file__).resolve().parent / "hooked_run.py"
+# racing on (4 networks: stages of 1, 2 and 4), so every kill and resume below goes through its stages too
 TINY = ["--grammar", "minimal", "--generations", "3", "--population", "8", "--seed", "1", "--tasks", "smoke",
-        "--train-seeds", "1", "--steps", "5", "--width", "4", "--validation", "", "--test", "",
-        "--evaluator", "reference"]
+        "--train-seeds", "2", "--race-start", "1", "--race-eta", "2", "--steps", "5", "--width", "4",
+        "--validation", "", "--test", "", "--evaluator", "reference"]
 # one torch thread everywhere: thread counts can change float sums, and these tests compare bytes
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

@@ -45,7 +45,7 @@ FORMAT, VERSION = "gpact-checkpoint", 1
 # Config keys that may change when a run is resumed: limits, where it runs, how it is evaluated. Everything
 # else (grammar, seed, tasks, training, operators) decides which functions are found and must stay.
 RESUMABLE = frozenset({
-    "generations", "time_limit", "max_evals", "out_dir", "run_id", "device", "evaluator",
+    "generations", "time_limit", "max_evals", "max_networks", "out_dir", "run_id", "device", "evaluator",
     "backend", "workers", "ray_address", "chunk_timeout", "llm.timeout", "llm.api_key_env", "llm.cache_dir",
 })  # fmt: skip
 
@@ -115,7 +115,8 @@ def save(run_dir: Path, cfg: RunConfig, grammar_name: str, state: State, populat
     data = {
         "format": FORMAT, "version": VERSION, "written": _now(), "started": started,
         "generation": state.generation, "grammar_name": grammar_name, "config": cfg.to_dict(),
-        "counters": {"evaluations": state.evaluations, "cache_hits": state.cache_hits, "elapsed": state.elapsed},
+        "counters": {"evaluations": state.evaluations, "cache_hits": state.cache_hits, "elapsed": state.elapsed,
+                     "networks": state.networks},
         "population": members,
         "records": [dataclasses.asdict(r) for r in state.records.values()],  # a list: keeps insertion order
         "references": {k: dataclasses.asdict(r) for k, r in references.items()},
@@ -147,7 +148,7 @@ def load(run_dir: Path) -> Checkpoint | None:
     c = data["counters"]
     state = State(generation=int(data["generation"]), population=[m["tree"] for m in data["population"]],
                   records={r.key: r for r in records}, evaluations=int(c["evaluations"]),
-                  cache_hits=int(c["cache_hits"]), elapsed=float(c["elapsed"]))
+                  cache_hits=int(c["cache_hits"]), elapsed=float(c["elapsed"]), networks=int(c.get("networks", 0)))
     return Checkpoint(config=data["config"], grammar_name=data["grammar_name"], state=state,
                       population=data["population"],
                       references={k: Record(**r) for k, r in data["references"].items()}, rng=data["rng"],

@@ -122,6 +122,8 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
         search: Strategy = strategy_cls(cfg, grammar, tasks, backend,
                                         make_operators(grammar, pset, accept.templates, llm), accept, pset,
                                         objective=objective)
+        if hasattr(search, "race"):
+            echo(f"racing: {search.race.plan.describe()}")
         if ckpt is not None:
             state, rng = ckpt.state, ckpt.rng
             pop = checkpoint.restore_population(search, ckpt)
@@ -242,8 +244,8 @@ def _unit(cfg: RunConfig) -> str:
 
 def _legend(cfg: RunConfig, plan: Partition) -> str:
     """What each score column was selected on and tested on."""
-    what = ("search score: exp(mean + CVaR of the worst quarter) of log(OOD loss / GELU's), GELU trained on the "
-            "same tasks and seeds (1 = GELU, lower is better)" if cfg.objective == "tail"
+    what = ("scores: ratios to GELU on each part's own tasks, exp(mean + CVaR of the worst quarter of tasks) of "
+            "log(OOD loss / GELU's), GELU's own score = 1, lower is better" if cfg.objective == "tail"
             else "search score: geometric mean OOD loss; vs GELU: divided by GELU's")
     lines = [what] + [f"  {p:<10} {plan.describe(p)}: {ROLES[p]}" for p in PARTS]
     return "\n".join(lines)

@@ -114,6 +114,8 @@ class Stopper:
             return "time limit"
         if self.cfg.max_evals and state.evaluations >= self.cfg.max_evals:
             return "max evals"
+        if self.cfg.max_networks and state.networks >= self.cfg.max_networks:
+            return "max networks"
         return ""
 
 

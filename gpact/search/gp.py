@@ -25,8 +25,9 @@ from gpact.expr.templates import run_templates
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.search.accept import Acceptance
 from gpact.search.operators import Context, Operator, make_operators, random_tree
-from gpact.search.records import GenerationStats, State, make_record, pareto_front
-from gpact.train.fitness import WORST
+from gpact.search.racing import Race, make_plan
+from gpact.search.records import GenerationStats, Record, State, make_record, pareto_front
+from gpact.train.fitness import WORST, Fitness
 from gpact.train.objective import Objective
 from gpact.train.tasks import Task
 
@@ -56,6 +57,8 @@ class Search:
                  pset: gp.PrimitiveSet | None = None, objective: Objective | None = None):
         self.cfg, self.grammar, self.tasks, self.backend = cfg, grammar, tasks, backend
         self.objective = objective
+        self.race = Race(make_plan([t.spec.name for t in tasks], list(range(cfg.train_seeds)), cfg.race_start,
+                                   cfg.race_eta, cfg.seed), tasks, grammar, backend, cfg)
         self.pset = pset or make_pset(grammar)
         self.accept = accept or Acceptance(grammar, run_templates(grammar))
         self.operators = list(operators) if operators is not None else make_operators(
@@ -186,12 +189,14 @@ class Search:
                 pending[an.key] = (an, str(ind), getattr(ind, "origin", "gp"))
             else:
                 hits += 1
+        trained = self.race.networks
         if pending:
-            fits = self.backend.evaluate([an.expr for an, _, _ in pending.values()], self.grammar, self.tasks,
-                                         self.seeds, self.cfg.train, evaluator=self.cfg.evaluator,
-                                         device=self.cfg.device, progress=progress)
-            for (key, (an, text, origin)), fit in zip(pending.items(), fits, strict=True):
-                state.records[key] = make_record(key, an, text, fit, state.generation, origin, self.objective)
+            raced = self.race.run([an.expr for an, _, _ in pending.values()], self.score, progress)
+            for (key, (an, text, origin)), (fit, stage) in zip(pending.items(), raced, strict=True):
+                state.records[key] = make_record(key, an, text, fit, state.generation, origin, self.objective,
+                                                 stage)
+            self.complete_front(state)
+        state.networks += self.race.networks - trained
         for ind, ok in zip(individuals, accepted, strict=True):
             an = self.analysis(ind)
             rec = state.records.get(an.key)
@@ -200,6 +205,23 @@ class Search:
         state.evaluations += len(pending)
         state.cache_hits += hits
         return len(pending), hits, rejected
+
+    def score(self, fit: Fitness) -> float:
+        return self.objective.score(fit) if self.objective is not None else fit.ood_score
+
+    def complete_front(self, state: State) -> None:
+        """Train the front members that racing stopped early on every network, until the front (over all
+        records) holds only fully trained functions; a promoted one may fall off and uncover another."""
+        while True:
+            partial = [r for r in pareto_front(state.records.values()) if r.stage < self.race.plan.final]
+            if not partial:
+                return
+            exprs = [self.analysis(self.individual(r.tree)).expr for r in partial]
+            fits = [_as_fitness(r) for r in partial]
+            for r, fit in zip(partial, self.race.finish(exprs, fits, [r.stage for r in partial]), strict=True):
+                r.ood_score, r.id_loss, r.per_task = self.score(fit), fit.id_loss, dict(fit.per_task)
+                r.diverged, r.reason, r.per_run, r.stage = fit.diverged, fit.reason, dict(fit.per_run), \
+                    self.race.plan.final
 
     # -- the strategy interface ----------------------------------------------------------------------------
 
@@ -229,9 +251,11 @@ class Search:
         for op in self.operators:
             if hasattr(op, "report"):
                 reports.update(op.report())
+        reached = [r.stage for r in state.records.values() if r.generation == state.generation]
         stats = GenerationStats(state.generation, new, hits, rejected,
                                 min((r.ood_score for r in front), default=WORST), len(front), state.elapsed,
-                                reports)
+                                reports, state.networks,
+                                [sum(s >= k for s in reached) for k in range(self.race.plan.final + 1)])
         state.generation += 1
         return pop, stats
 
@@ -245,3 +269,7 @@ class Search:
             ind.fitness.crowding_dist = float(m["crowding_dist"])
             pop.append(ind)
         return pop
+
+
+def _as_fitness(r: Record) -> Fitness:
+    return Fitness(r.ood_score, r.id_loss, dict(r.per_task), r.diverged, r.reason, dict(r.per_run))

@@ -34,6 +34,7 @@ class Record:
     reason: str = ""
     origin: str = "gp"  # "llm" when an LLM crossover or mutation wrote the tree first trained for this function
     per_run: dict[str, float] = field(default_factory=dict)  # every network's absolute OOD loss (run_key)
+    stage: int = 0  # the racing stage it reached (gpact.search.racing); the last stage trained every network
 
     @property
     def ok(self) -> bool:
@@ -47,7 +48,8 @@ class State:
     generation: int = 0
     population: list[str] = field(default_factory=list)  # trees as text
     records: dict[str, Record] = field(default_factory=dict)  # by fingerprint
-    evaluations: int = 0  # trainings of new functions (each over tasks x seeds)
+    evaluations: int = 0  # new functions trained (each on some or all of the run's networks: racing)
+    networks: int = 0  # (function, task, seed) networks trained for the search: its training budget
     cache_hits: int = 0
     elapsed: float = 0.0
 
@@ -62,15 +64,17 @@ class GenerationStats:
     front_size: int
     elapsed: float
     llm: dict = field(default_factory=dict)  # LLMOperator.stats() for this generation, when the LLM is on
+    networks: int = 0  # networks the search has trained so far (all generations)
+    stages: list[int] = field(default_factory=list)  # new functions of this generation that reached each stage
 
 
 def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp",
-                objective: Objective | None = None) -> Record:
+                objective: Objective | None = None, stage: int = 0) -> Record:
     """The record of a trained function; its score is `objective`'s (default: the plain geometric mean)."""
     score = objective.score(fit) if objective is not None else fit.ood_score
     return Record(key=key, formula=an.formula, tree=tree, flops=an.flops, ood_score=score,
                   id_loss=fit.id_loss, generation=generation, per_task=dict(fit.per_task),
-                  diverged=fit.diverged, reason=fit.reason, origin=origin, per_run=dict(fit.per_run))
+                  diverged=fit.diverged, reason=fit.reason, origin=origin, per_run=dict(fit.per_run), stage=stage)
 
 
 def pareto_front(records) -> list[Record]:

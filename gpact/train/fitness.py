@@ -18,7 +18,8 @@ from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.reference import WORST, Activation, TrainResult, train_reference
 from gpact.train.tasks import Task
 
-__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "median", "run_key"]
+__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "median", "merge",
+           "run_key"]
 
 LOSS_FLOOR = 1e-12
 """Losses are floored here before taking logs, so an exact fit does not give log(0) = -inf."""
@@ -87,6 +88,32 @@ def aggregate(losses: dict[str, list[TrainResult]], seeds: Sequence[int] | None 
         per_run={run_key(name, s): run_loss(r) for name, rs in losses.items()
                  for s, r in zip(range(len(rs)) if seeds is None else seeds, rs, strict=True)},
     )
+
+
+def merge(parts: Sequence[Fitness]) -> Fitness:
+    """One Fitness from evaluations of disjoint networks of one function (racing trains them in stages).
+
+    The OOD score and per-task losses are recomputed from every network (median over a task's seeds, then
+    the geometric mean), exactly as `aggregate` does over the union; the ID loss, kept per part only, is
+    the geometric mean of the parts' weighted by their networks.
+    """
+    if not parts:
+        raise ConfigError("merge needs at least one Fitness")
+    if len(parts) == 1:
+        return parts[0]
+    runs: dict[str, float] = {}
+    for p in parts:
+        runs.update(p.per_run)
+    by_task: dict[str, list[float]] = {}
+    for key, loss in runs.items():
+        by_task.setdefault(key.rsplit("#", 1)[0], []).append(math.inf if loss >= WORST else loss)
+    per_task = {t: min(median(v), WORST) for t, v in by_task.items()}
+    weights = [max(1, len(p.per_run)) for p in parts]
+    id_loss = (WORST if any(p.id_loss >= WORST for p in parts) else
+               math.exp(sum(w * math.log(max(p.id_loss, LOSS_FLOOR)) for w, p in zip(weights, parts, strict=True))
+                        / sum(weights)))
+    return Fitness(geo_mean(list(per_task.values())), id_loss, per_task, sum(p.diverged for p in parts),
+                   next((p.reason for p in parts if p.reason), ""), runs)
 
 
 def evaluate_reference(
