@@ -151,7 +151,9 @@ def _run(cfg: RunConfig | None, echo: Callable[[str], None], grammar: Grammar | 
         display.close()
         if stopper.signum is not None:
             return _interrupted(out, cfg, grammar, state, refs, started, stopper, echo)
-        return _finish(out, cfg, grammar, llm, state, refs, started, stopped_by, echo, backend)
+        stopper.reporting()  # a signal from here on lets the report finish (or, sent twice, abandons it)
+        return dataclasses.replace(_finish(out, cfg, grammar, llm, state, refs, started, stopped_by, echo, backend),
+                                   exit_code=stopper.exit_code)
     except Abandoned:
         display.close()
         ckpt = checkpoint.load(out)  # the last complete generation; the abandoned one left only log rows
