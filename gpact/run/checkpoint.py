@@ -139,11 +139,12 @@ def load(run_dir: Path) -> Checkpoint | None:
     path = Path(run_dir) / FILE
     if not path.exists():
         return None
-    data = rundir.read_json(path, MAX_BYTES, required={"format": str, "version": int})
-    if data["format"] != FORMAT:
+    data = rundir.read_json(path, MAX_BYTES)
+    if data.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a gpact checkpoint")
-    if data["version"] != VERSION:
-        raise ConfigError(f"{path}: checkpoint version {data['version']}, this gpact reads {VERSION}")
+    if data.get("version") != VERSION:
+        raise ConfigError(f"{path}: checkpoint version {rundir.one_line(data.get('version'))}, "
+                          f"this gpact reads {VERSION}")
     rundir.check_shape(path, data, required=_SHAPE,
                        optional={"llm": dict, "started": str, "written": str, "grammar_sha256": str})
     try:
@@ -153,7 +154,9 @@ def load(run_dir: Path) -> Checkpoint | None:
         population = [_member(m) for m in data["population"]]
         references = {str(k): _record(r) for k, r in data["references"].items()}
         _check_rng(data["rng"], data.get("llm") or {})
-    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+        if data["generation"] < 0:
+            raise ValueError("negative generation")
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError) as exc:
         raise ConfigError(f"{path}: not a valid checkpoint ({type(exc).__name__}: {rundir.one_line(exc)})") from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: not a valid checkpoint ({str(exc).removeprefix(f'{path}: ')})") from None
@@ -225,8 +228,12 @@ def restore_population(strategy: Strategy, ckpt: Checkpoint) -> list:
 def restore_llm(llm, ckpt: Checkpoint) -> None:
     """Budget counters, prompt counts (part of the cache key) and the LLM operator's random state."""
     if llm is not None and ckpt.llm:
-        llm.load_state_dict(ckpt.llm["state"])
-        _set_py_state(ckpt.llm["rng"], llm.rng)
+        try:
+            llm.load_state_dict(ckpt.llm["state"])
+            _set_py_state(ckpt.llm["rng"], llm.rng)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{FILE}: the LLM operator's state cannot be restored ({type(exc).__name__}: "
+                              f"{rundir.one_line(exc)})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -194,9 +194,9 @@ def _kind(value: Any) -> str:
     return _KINDS.get(type(value), type(value).__name__)
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception's message as printable text of at most 200 characters, for one-line errors."""
-    return "".join(c for c in str(exc) if c.isprintable())[:200]
+def one_line(value: object) -> str:
+    """An exception's message (or any value) as printable text of at most 200 characters, for one-line errors."""
+    return "".join(c for c in str(value) if c.isprintable())[:200]
 
 
 _NUMBER = (int, float)

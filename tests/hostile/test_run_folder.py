@@ -158,6 +158,8 @@ def _edit(**changes):
     (_edit(rng={"python": [3, [1, 2], None], "numpy": [], "torch": "zz"}), "not a valid checkpoint"),
     (_edit(counters={"evaluations": "many"}), "not a valid checkpoint"),
     (_edit(generation="2"), "'generation' is a string"),
+    (_edit(generation=-3), "negative generation"),
+    (_edit(version=None), "checkpoint version None"),
     (_edit(config={"seed": [1]}), "config"),
 ])
 def test_damaged_checkpoint_is_one_line_naming_it(run_dir, damage, needle):
