@@ -107,8 +107,11 @@ def show_run(run_dir: Path, plots: bool = True) -> str:
     rows = read_front(info.path)
     lines += ["", table(rows) if rows else "no front yet (no generation finished)"]
     if plots and rows:
-        paths = write_plots(info.path, only_missing=True)
-        lines += ["", "plots: " + ", ".join(str(p) for p in paths)]
+        try:
+            paths = write_plots(info.path, only_missing=True)
+            lines += ["", "plots: " + ", ".join(str(p) for p in paths)]
+        except OSError as exc:  # a read-only or full folder: the rest is worth showing
+            lines += ["", f"plots: not written ({exc.strerror or exc})"]
     lines += ["", f"export: gpact export {info.path} --rank 1 --format torch"]
     if info.status != "complete":
         lines.append(f"resume: gpact run --resume {info.path}")

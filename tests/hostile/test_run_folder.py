@@ -326,3 +326,15 @@ def test_a_second_signal_during_the_report_abandons_it():
     with pytest.raises(stopping.Abandoned):
         stopper._handle(signal.SIGTERM, None)
     assert stopper.exit_code == 143 and "abandoning the report" in notes[-1]
+
+
+def test_show_of_a_read_only_folder_shows_all_but_the_plots(run_dir, monkeypatch):
+    from gpact.report import show
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(show, "write_plots", read_only)
+    res = CliRunner().invoke(main, ["show", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "Pareto front" in res.output and "plots: not written (Read-only file system)" in res.output
