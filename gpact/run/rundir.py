@@ -156,7 +156,7 @@ def read_json(path: Path, limit: int = MB, required: dict[str, Any] | None = Non
                           "the file is damaged")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad UTF-8, bad JSON, an integer of more digits than Python converts
         raise ConfigError(f"{path}: not readable JSON ({one_line(exc)})") from None
     except RecursionError:
         raise ConfigError(f"{path}: JSON nested too deeply; the file is damaged") from None
@@ -241,7 +241,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             continue
         if isinstance(row, dict):
             rows.append(row)

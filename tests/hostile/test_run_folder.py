@@ -149,6 +149,7 @@ def _edit(**changes):
     (_huge, "larger than"),
     (lambda p: p.write_text("[]"), "expected a JSON object"),
     (lambda p: p.write_bytes(b"\xff\xfe{"), "not readable JSON"),
+    (lambda p: p.write_text("9" * 5000), "not readable JSON"),
     (_edit(records=None), "'records' is missing"),
     (_edit(records=[{"key": 1}]), "not a valid checkpoint"),
     (_edit(records=[[1, 2]]), "not a valid checkpoint"),
