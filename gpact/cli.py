@@ -1,6 +1,7 @@
 """Command line: thin click commands that parse options, call one library function and print.
 
-Every GpactError (bad grammar, formula, config) becomes one line on stderr and exit status 2.
+Every GpactError (bad grammar, formula, config, run folder) and every OSError (a full disk, a read-only
+folder) becomes one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except GpactError as exc:
             click.echo(f"gpact: error: {exc}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # the file system said no (a full disk, a read-only or missing folder)
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"gpact: error: {exc.strerror or exc}{where}", err=True)
             sys.exit(2)
 
 
@@ -186,6 +191,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
     from pathlib import Path
 
     from gpact.report.export import default_path, export, front_member
+    from gpact.run.rundir import write_text
 
     member = front_member(run_dir, rank)
     text = export(member, fmt, trainable=trainable)
@@ -193,8 +199,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
         click.echo(text, nl=False)
         return
     path = Path(out_path) if out_path else default_path(member, fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_text(path, text)
     click.echo(f"wrote {path}  (rank {member.rank}: {member.formula})")
 
 

@@ -10,6 +10,7 @@ implementation when the grammar gives one (`torch: torch.nn.functional.gelu`), e
 from __future__ import annotations
 
 import inspect
+import keyword
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +57,11 @@ def front_member(run_dir: Path, rank: int | None = None) -> Member:
         raise ExportError(f"{run_dir}: no rank {rank} on the front (ranks 1 to {len(rows)})")
     row = match[0]
     grammar = checkpoint.run_grammar(run_dir)
-    try:
-        expr = analyse(formula_to_sympy(row["tree"], grammar), grammar).expr
+    try:  # the tree goes through gpact's parser; the row's formula text is never used (it could hold anything)
+        an = analyse(formula_to_sympy(row["tree"], grammar), grammar)
     except FormulaError as exc:
         raise ExportError(f"{run_dir}: rank {rank}: {exc} (was the grammar extended in Python?)") from None
-    return Member(rank, row["formula"], expr, row["ood_score"], row["flops"], row["vs_gelu"], grammar, Path(run_dir))
+    return Member(rank, an.formula, an.expr, row["ood_score"], row["flops"], row["vs_gelu"], grammar, Path(run_dir))
 
 
 def export(member: Member, fmt: str, trainable: bool = False) -> str:
@@ -231,14 +232,33 @@ class _Printer:
         else:
             raise ExportError(f"primitive '{name}' is an imported Python function without a sympy definition; "
                               "it cannot be written as a self-contained module")
-        self.helpers[name] = (f"def {name}({params}) -> torch.Tensor:\n    \"\"\"{note}\"\"\"\n    {body}\n")
+        doc = _doc(note)
+        self.helpers[name] = f"def {_name(name)}({params}) -> torch.Tensor:\n    \"\"\"{doc}\"\"\"\n    {body}\n"
         return name
+
+
+def _doc(text: object, limit: int = 4000) -> str:
+    """Text safe inside a triple-quoted docstring: printable ASCII without quotes or backslashes, one line.
+
+    Code in the file comes only from the parsed expression; every other text (formula, run folder, primitive
+    notes) passes here, so nothing in a run folder can close a docstring and add code to the module.
+    """
+    kept = "".join(c for c in str(text) if " " <= c <= "~" and c not in "\"'\\")
+    return kept if len(kept) <= limit else kept[: limit - 3] + "..."
+
+
+def _name(name: str) -> str:
+    """A grammar primitive's name as a Python function name (the grammar loader allows no other)."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ExportError(f"primitive name {_doc(name, 60)!r} is not a Python identifier")
+    return name
 
 
 def torch_source(member: Member, trainable: bool = False) -> str:
     """A python file that imports only torch: `activation(x)` (when no constant is trainable) and `Activation`."""
     p = _Printer(member.grammar, trainable)
     body = p.expr(member.expr)
+    formula = _doc(member.formula)
     score = "" if member.ood_score is None else f"OOD score {member.ood_score:.6g}"
     if member.vs_gelu is not None:
         score += f" ({member.vs_gelu:.3g} x GELU's)"
@@ -246,8 +266,8 @@ def torch_source(member: Member, trainable: bool = False) -> str:
     init = ["        super().__init__()"]
     init += [f"        self.c{i} = nn.Parameter(torch.tensor({v!r}))" for i, v in enumerate(p.params)]
     parts = [
-        f'"""Activation exported by gpact: run {member.run_dir}, front rank {member.rank}.\n\n'
-        f"    {member.formula}\n\n{score}{flops}. Self-contained: imports only torch.\n"
+        f'"""Activation exported by gpact: run {_doc(member.run_dir)}, front rank {int(member.rank)}.\n\n'
+        f"    {formula}\n\n{score}{flops}. Self-contained: imports only torch.\n"
         + ("Constants are trainable nn.Parameters (c0, c1, ...), initialised to the values found.\n" if p.params
            else "") + '"""',
         "import torch\nfrom torch import nn",
@@ -255,10 +275,10 @@ def torch_source(member: Member, trainable: bool = False) -> str:
     ]
     if not p.params:
         parts.append(f"def activation(x: torch.Tensor) -> torch.Tensor:\n"
-                     f"    \"\"\"{member.formula}\"\"\"\n    return {body}\n")
+                     f"    \"\"\"{formula}\"\"\"\n    return {body}\n")
     parts.append(
         "class Activation(nn.Module):\n"
-        f"    \"\"\"{member.formula}\"\"\"\n\n"
+        f"    \"\"\"{formula}\"\"\"\n\n"
         "    def __init__(self) -> None:\n" + "\n".join(init) + "\n\n"
         "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
         f"        return {body}\n"

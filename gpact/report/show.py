@@ -6,7 +6,6 @@ these work on finished, interrupted and crashed runs alike, and on runs still go
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +44,12 @@ def load_run(run_dir: Path) -> RunInfo:
     """A run's state from its files; the summary counts only if it is newer than the checkpoint."""
     run_dir = Path(run_dir)
     cfg_path = rundir.config_path(run_dir)
-    info = RunInfo(run_dir, json.loads(cfg_path.read_text(encoding="utf-8")))
+    info = RunInfo(run_dir, rundir.read_config(run_dir))
     summary_path, ckpt_path = run_dir / rundir.SUMMARY, run_dir / checkpoint.FILE
     current = summary_path.exists() and (not ckpt_path.exists()
                                          or summary_path.stat().st_mtime >= ckpt_path.stat().st_mtime)
     if current:
-        s = json.loads(summary_path.read_text(encoding="utf-8"))
+        s = rundir.read_summary(run_dir)
         info.summary = s
         info.status = s.get("status", "complete")
         info.generations_done = int(s.get("generations", -1))
@@ -108,8 +107,11 @@ def show_run(run_dir: Path, plots: bool = True) -> str:
     rows = read_front(info.path)
     lines += ["", table(rows) if rows else "no front yet (no generation finished)"]
     if plots and rows:
-        paths = write_plots(info.path, only_missing=True)
-        lines += ["", "plots: " + ", ".join(str(p) for p in paths)]
+        try:
+            paths = write_plots(info.path, only_missing=True)
+            lines += ["", "plots: " + ", ".join(str(p) for p in paths)]
+        except OSError as exc:  # a read-only or full folder: the rest is worth showing
+            lines += ["", f"plots: not written ({exc.strerror or exc})"]
     pick = recommended(rows)
     if pick is not None:
         on = (s.get("recommended") or {}).get("picked_on", "validation")

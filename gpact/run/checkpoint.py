@@ -21,6 +21,7 @@ are dropped on resume (`truncate_logs`).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 import time
@@ -32,15 +33,18 @@ import numpy as np
 import torch
 
 from gpact.config import RunConfig
-from gpact.errors import ConfigError
+from gpact.errors import ConfigError, GpactError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.run import rundir
 from gpact.search.records import Record, State
 from gpact.search.strategy import Strategy
 from gpact.train.objective import Objective
 
-FILE = "checkpoint.json"
+FILE = rundir.CHECKPOINT
 FORMAT, VERSION = "gpact-checkpoint", 1
+MAX_BYTES = 1 << 30  # 1 GiB: about a million evaluated functions; a larger file is damaged or hostile
+_SHAPE = {"generation": int, "grammar_name": str, "config": dict, "counters": dict, "population": list,
+          "records": list, "references": dict, "rng": dict}
 
 # Config keys that may change when a run is resumed: limits, where it runs, how it is evaluated. Everything
 # else (grammar, seed, tasks, training, operators) decides which functions are found and must stay.
@@ -64,6 +68,7 @@ class Checkpoint:
     started: str = ""
     written: str = ""
     objective: dict[str, Any] = field(default_factory=dict)  # {"reference": GELU's networks, "baseline"}
+    grammar_sha256: str = ""  # of the run folder's grammar.yaml when written; "" in older checkpoints
 
     @property
     def generation(self) -> int:
@@ -124,6 +129,7 @@ def save(run_dir: Path, cfg: RunConfig, grammar_name: str, state: State, populat
         "llm": {"state": llm.state_dict(), "rng": _py_state(llm.rng)} if llm is not None else {},
         "objective": {"reference": dict(objective.reference or {}), "baseline": objective.baseline}
         if objective is not None else {},
+        "grammar_sha256": grammar_sha256(run_dir),
     }
     path = Path(run_dir) / FILE
     # Non-finite floats (an infinite crowding distance) are written as Infinity/NaN, which json reads back.
@@ -132,28 +138,44 @@ def save(run_dir: Path, cfg: RunConfig, grammar_name: str, state: State, populat
 
 
 def load(run_dir: Path) -> Checkpoint | None:
-    """The run's checkpoint, or None if it has none yet (stopped during generation 0)."""
+    """The run's checkpoint, or None if it has none yet (stopped during generation 0).
+
+    Every part is checked for shape here, so a damaged or hostile file is one ConfigError naming it.
+    """
     path = Path(run_dir) / FILE
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable checkpoint ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
+    data = rundir.read_json(path, MAX_BYTES)
+    if data.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a gpact checkpoint")
     if data.get("version") != VERSION:
-        raise ConfigError(f"{path}: checkpoint version {data.get('version')}, this gpact reads {VERSION}")
-    records = [Record(**r) for r in data["records"]]
-    c = data["counters"]
-    state = State(generation=int(data["generation"]), population=[m["tree"] for m in data["population"]],
-                  records={r.key: r for r in records}, evaluations=int(c["evaluations"]),
-                  cache_hits=int(c["cache_hits"]), elapsed=float(c["elapsed"]), networks=int(c.get("networks", 0)))
+        raise ConfigError(f"{path}: checkpoint version {rundir.one_line(data.get('version'))}, "
+                          f"this gpact reads {VERSION}")
+    rundir.check_shape(path, data, required=_SHAPE,
+                       optional={"llm": dict, "started": str, "written": str, "grammar_sha256": str,
+                                 "objective": dict})
+    try:
+        records = [_record(r) for r in data["records"]]
+        c = rundir.check_shape(path, data["counters"],
+                               required={"evaluations": int, "cache_hits": int, "elapsed": (int, float)},
+                               optional={"networks": int})
+        population = [_member(m) for m in data["population"]]
+        references = {str(k): _record(r) for k, r in data["references"].items()}
+        _check_rng(data["rng"], data.get("llm") or {})
+        if data["generation"] < 0:
+            raise ValueError("negative generation")
+        saved_objective = _objective(data.get("objective") or {})
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError) as exc:
+        raise ConfigError(f"{path}: not a valid checkpoint ({type(exc).__name__}: {rundir.one_line(exc)})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: not a valid checkpoint ({str(exc).removeprefix(f'{path}: ')})") from None
+    state = State(generation=data["generation"], population=[m["tree"] for m in population],
+                  records={r.key: r for r in records}, evaluations=c["evaluations"],
+                  cache_hits=c["cache_hits"], elapsed=float(c["elapsed"]), networks=c.get("networks", 0))
     return Checkpoint(config=data["config"], grammar_name=data["grammar_name"], state=state,
-                      population=data["population"],
-                      references={k: Record(**r) for k, r in data["references"].items()}, rng=data["rng"],
+                      population=population, references=references, rng=data["rng"],
                       llm=data.get("llm") or {}, started=data.get("started", ""), written=data.get("written", ""),
-                      objective=data.get("objective") or {})
+                      grammar_sha256=data.get("grammar_sha256", ""), objective=saved_objective)
 
 
 def objective(ckpt: Checkpoint, cfg: RunConfig) -> Objective:
@@ -164,16 +186,80 @@ def objective(ckpt: Checkpoint, cfg: RunConfig) -> Objective:
                      baseline=float(saved.get("baseline", 0.0)))
 
 
+def _objective(saved: dict[str, Any]) -> dict[str, Any]:
+    """The saved yardstick: GELU's network losses by key, and GELU's own tail score."""
+    reference, baseline = saved.get("reference", {}), saved.get("baseline", 0.0)
+    if not isinstance(reference, dict) or not all(isinstance(v, int | float) for v in reference.values()) \
+            or not isinstance(baseline, int | float):
+        raise ValueError("the saved objective is not GELU's network losses and a baseline")
+    return saved
+
+
+# Record fields by the type their annotation names; a checkpoint's records must match.
+_TYPES = {"str": str, "float": (int, float), "int": int, "dict": dict, "list": list}
+_RECORD = {f.name: _TYPES.get(str(f.type).split("[")[0], object) for f in dataclasses.fields(Record)}
+
+
+def _record(data: Any) -> Record:
+    if not isinstance(data, dict):
+        raise TypeError(f"a record is {type(data).__name__}, not an object")
+    for key, value in data.items():
+        kind = _RECORD.get(key)
+        if kind is None:
+            raise ValueError(f"unknown record field {key!r}"[:100])
+        if not isinstance(value, kind):
+            raise TypeError(f"record field {key!r} is {type(value).__name__}")
+    return Record(**data)
+
+
+def _member(m: Any) -> dict[str, Any]:
+    """A population member as `restore_population` reads it: tree text, two fitness values, a distance."""
+    if not isinstance(m, dict) or not isinstance(m.get("tree"), str):
+        raise TypeError("a population member lacks its tree text")
+    fitness = m.get("fitness")
+    if not isinstance(fitness, list) or not all(isinstance(v, int | float) for v in fitness):
+        raise TypeError("a population member's fitness is not a list of numbers")
+    if not isinstance(m.get("crowding_dist", 0.0), int | float):
+        raise TypeError("a population member's crowding distance is not a number")
+    return m
+
+
+def _check_rng(rng: dict[str, Any], llm: dict[str, Any]) -> None:
+    """Generator states load into fresh generators (never the global ones), so a bad one fails here."""
+    _set_py_state(rng["python"], random.Random())
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.RandomState().set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.Generator().set_state(torch.tensor(list(bytes.fromhex(rng["torch"])), dtype=torch.uint8))
+    if llm:
+        if not isinstance(llm.get("state"), dict):
+            raise TypeError("llm state is not an object")
+        _set_py_state(llm["rng"], random.Random())
+
+
+def grammar_sha256(run_dir: Path) -> str:
+    """sha256 of the run folder's grammar copy ("" without one): a resume checks it is still the same."""
+    copy = Path(run_dir) / rundir.GRAMMAR_COPY
+    return hashlib.sha256(copy.read_bytes()).hexdigest() if copy.is_file() else ""
+
+
 def restore_population(strategy: Strategy, ckpt: Checkpoint) -> list:
     """The population as it was after the checkpoint's generation: same order, fitness and crowding distance."""
-    return strategy.restore(ckpt.population)
+    try:
+        return strategy.restore(ckpt.population)
+    except (GpactError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ConfigError(f"{FILE}: population cannot be restored ({type(exc).__name__}: {rundir.one_line(exc)})"
+                          ) from None
 
 
 def restore_llm(llm, ckpt: Checkpoint) -> None:
     """Budget counters, prompt counts (part of the cache key) and the LLM operator's random state."""
     if llm is not None and ckpt.llm:
-        llm.load_state_dict(ckpt.llm["state"])
-        _set_py_state(ckpt.llm["rng"], llm.rng)
+        try:
+            llm.load_state_dict(ckpt.llm["state"])
+            _set_py_state(ckpt.llm["rng"], llm.rng)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{FILE}: the LLM operator's state cannot be restored ({type(exc).__name__}: "
+                              f"{rundir.one_line(exc)})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -230,12 +316,10 @@ def saved_config(run_dir: Path) -> dict[str, Any]:
     """The config a run was started with (its checkpoint's, else config.json)."""
     run_dir = Path(run_dir)
     path = rundir.config_path(run_dir)
-    ckpt_path = run_dir / FILE
-    if ckpt_path.exists():
-        ckpt = load(run_dir)
-        if ckpt is not None:
-            return ckpt.config
-    return json.loads(path.read_text(encoding="utf-8"))
+    ckpt = load(run_dir)
+    if ckpt is not None:
+        return ckpt.config
+    return rundir.read_json(path)
 
 
 def resume_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -253,17 +337,28 @@ def resume_config(run_dir: Path, overrides: dict[str, Any] | None = None) -> Run
             node = node.setdefault(p, {})
         node[leaf] = value
     data["out_dir"], data["run_id"] = str(run_dir.parent), run_dir.name
-    return RunConfig.from_dict(data)
+    try:
+        return RunConfig.from_dict(data)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{run_dir}: the run's saved config is not valid ({rundir.one_line(exc)})") from None
 
 
 def run_grammar(run_dir: Path, cfg_grammar: str | None = None, name: str | None = None) -> Grammar:
-    """The grammar a run used: its copy in the run folder (the original file may have changed since)."""
+    """The grammar a run used: its copy in the run folder (the original file may have changed since).
+
+    A checkpoint records the copy's sha256; a copy that no longer matches (swapped or edited) is refused,
+    since the run would go on searching another space than the one its population came from.
+    """
     copy = Path(run_dir) / rundir.GRAMMAR_COPY
+    ckpt = load(run_dir)
+    if ckpt is not None and ckpt.grammar_sha256 and grammar_sha256(run_dir) != ckpt.grammar_sha256:
+        raise ConfigError(f"{copy}: {'changed' if copy.is_file() else 'missing'} since the run's checkpoint was "
+                          "written (its sha256 differs); put the run's own grammar back")
     if copy.exists():
         grammar = load_grammar(copy)
         return dataclasses.replace(grammar, name=name) if name else grammar
     if cfg_grammar is None:
-        cfg_grammar = json.loads((Path(run_dir) / rundir.CONFIG).read_text(encoding="utf-8"))["grammar"]
+        cfg_grammar = rundir.read_json(rundir.config_path(run_dir), required={"grammar": str})["grammar"]
     return load_grammar(cfg_grammar)
 
 
@@ -274,9 +369,9 @@ def truncate_logs(run_dir: Path, generation: int) -> None:
         if not path.exists():
             continue
         rows = rundir.read_jsonl(path)
-        keep = [r for r in rows if int(r.get("generation", 0)) < generation]
+        keep = [r for r in rows if isinstance(r.get("generation", 0), int) and r.get("generation", 0) < generation]
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep)
-        if text != path.read_text(encoding="utf-8"):
+        if text != path.read_text(encoding="utf-8", errors="replace"):
             rundir.write_text(path, text)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gpact.errors import ConfigError
 from gpact.run import rundir
 from gpact.run.verdict import Verdict
 from gpact.search.records import Record
@@ -59,21 +60,46 @@ def to_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+MAX_CSV_BYTES = 64 << 20  # a front of thousands of members is a few MB
+MAX_TEXT = 4000  # characters of a formula or tree; the grammar's size limits keep real ones far shorter
 def read_front(run_dir: Path) -> list[dict[str, Any]]:
-    """pareto.csv as rows with numbers (the columns of `front_rows`); [] if there is none yet."""
+    """pareto.csv as rows with numbers (the columns of `front_rows`); [] if there is none yet.
+
+    A damaged or hostile file (wrong columns, a number that is not one, an oversized or multi-line field)
+    is a ConfigError naming it: the rows go on into tables, plots and exported source.
+    """
     path = Path(run_dir) / rundir.PARETO
     if not path.exists():
         return []
+    if path.stat().st_size > MAX_CSV_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CSV_BYTES >> 20} MB; the file is damaged")
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            out: dict[str, Any] = dict(row)
-            out["rank"] = int(row["rank"])
-            for k in NUMBERS:
-                out[k] = float(row[k]) if row.get(k) not in (None, "") else None
-            out["recommended"] = row.get("recommended") == "yes"
-            rows.append(out)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in ("rank", "formula", "tree", *NUMBERS) if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(f"{path}: not a front table (no column {', '.join(missing)})")
+            for row in reader:
+                rows.append(_row(path, reader.line_num, row))
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not readable ({rundir.one_line(exc)})") from None
     return rows
+
+
+def _row(path: Path, line: int, row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: v for k, v in row.items() if isinstance(k, str)}
+    try:
+        out["rank"] = int(row["rank"])
+        for k in NUMBERS:
+            out[k] = float(row[k]) if row.get(k) not in (None, "") else None
+        out["recommended"] = row.get("recommended") == "yes"
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: line {line}: a rank or score is not a number") from None
+    for k, v in out.items():
+        if isinstance(v, str) and (len(v) > MAX_TEXT or not v.isprintable()):
+            raise ConfigError(f"{path}: line {line}: column '{k}' is too long or holds control characters")
+    return out
 
 
 def grid(head: list[str], body: list[list[str]], markdown: bool = False) -> list[str]:

@@ -8,7 +8,6 @@ pay for it. Everything is read from the run folder, so `gpact show` can draw the
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -189,13 +188,14 @@ def _cloud(run_dir: Path) -> list[tuple[float, float]]:
     from gpact.train.fitness import WORST
 
     rows = rundir.read_jsonl(run_dir / rundir.CANDIDATES)
-    return [(r["flops"], r["ood_score"]) for r in rows if r.get("ood_score", WORST) < WORST]
+    number = (int, float)
+    return [(r["flops"], r["ood_score"]) for r in rows
+            if isinstance(r.get("flops"), number) and isinstance(r.get("ood_score"), number) and r["ood_score"] < WORST]
 
 
 def _references(run_dir: Path) -> dict[str, tuple[float, float]]:
     """{"gelu": (FLOPs, OOD score), ...} of the baselines the run scored on its own tasks."""
-    path = run_dir / rundir.SUMMARY
-    summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    summary = rundir.read_summary(run_dir)
     scores, flops = summary.get("references", {}), summary.get("reference_flops", {})
     if not flops:  # older summaries and interrupted runs: the checkpoint has the records
         ckpt = checkpoint.load(run_dir)

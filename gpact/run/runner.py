@@ -66,10 +66,17 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
     `resume`: a run folder to continue from its checkpoint (`cfg` None: its saved config; otherwise `cfg` may
     differ only in checkpoint.RESUMABLE keys). `live`: rich progress bars (default: when stdout is a terminal).
     SIGINT/SIGTERM stop the run at a checkpoint (see gpact.run.stopping); the result's exit_code says so.
+    The run folder is locked while the call lasts; a new one is removed if the start fails (rundir.Claim).
     """
+    with rundir.Claim() as claim:
+        return _run(cfg, echo, grammar, resume, live, claim)
+
+
+def _run(cfg: RunConfig | None, echo: Callable[[str], None], grammar: Grammar | None, resume: str | Path | None,
+         live: bool | None, claim: rundir.Claim) -> RunResult:
     ckpt = None
     if resume is not None:
-        out = Path(resume)
+        out = claim.resume(resume)
         saved = checkpoint.saved_config(out)
         cfg = checkpoint.resume_config(out, {} if cfg is None else _overrides(cfg))
         checkpoint.check_compatible(saved, cfg, out)
@@ -84,7 +91,7 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
     plan = partition(cfg.tasks, cfg.validation, cfg.test, cfg.seed)
     tasks = make_suite(plan.tasks["search"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
     if resume is None:
-        out = rundir.new_run_dir(cfg, grammar.name)
+        out = claim.new(cfg, grammar.name)
         if Path(grammar.path).is_file():
             shutil.copyfile(grammar.path, out / rundir.GRAMMAR_COPY)
     rundir.write_json(out / rundir.CONFIG, cfg.to_dict())
@@ -154,7 +161,10 @@ def run(cfg: RunConfig | None, echo: Callable[[str], None] = print, grammar: Gra
         display.close()
         if stopper.signum is not None:
             return _interrupted(out, cfg, grammar, state, refs, started, stopper, echo)
-        return _finish(out, cfg, grammar, plan, llm, state, refs, started, stopped_by, echo, backend)
+        stopper.reporting()  # a signal from here on lets the report finish (or, sent twice, abandons it)
+        return dataclasses.replace(_finish(out, cfg, grammar, plan, llm, state, refs, started, stopped_by, echo,
+                                                       backend),
+                                   exit_code=stopper.exit_code)
     except Abandoned:
         display.close()
         ckpt = checkpoint.load(out)  # the last complete generation; the abandoned one left only log rows

@@ -2,7 +2,9 @@
 
 The limits are checked between generations, so a run always stops at a checkpoint. A first SIGINT (Ctrl-C)
 or SIGTERM lets the current generation finish and then stops; a second one abandons that generation at
-once (its work is lost, the previous generation's checkpoint stands). `Abandoned` derives from
+once (its work is lost, the previous generation's checkpoint stands). After the last generation (`reporting`)
+a first signal lets the final report finish and a second abandons it; either way the exit status is the
+signal's. `Abandoned` derives from
 BaseException, like KeyboardInterrupt, so the evaluator's `except Exception` guards cannot swallow it.
 """
 
@@ -52,6 +54,7 @@ class Stopper:
         self.started = clock()
         self.signum: int | None = None
         self._critical = False
+        self._reporting = False
         self._previous: dict[int, object] = {}
 
     # -- signals -------------------------------------------------------------------------------------------
@@ -70,13 +73,19 @@ class Stopper:
 
     def _handle(self, signum: int, frame) -> None:
         name = signal.Signals(signum).name
+        what = "the report" if self._reporting else "this generation"
         if self.signum is None:
             self.signum = signum
-            self.notify(f"\ngpact: {name}: finishing this generation, then writing the checkpoint "
-                        f"(send it again to abandon the generation)\n")
+            self.notify(f"\ngpact: {name}: the search is done, finishing its report (send it again to stop now)\n"
+                        if self._reporting else f"\ngpact: {name}: finishing this generation, then writing the "
+                        f"checkpoint (send it again to abandon the generation)\n")
         elif not self._critical:
-            self.notify(f"\ngpact: {name} again: abandoning this generation\n")
+            self.notify(f"\ngpact: {name} again: abandoning {what}\n")
             raise Abandoned(signum)
+
+    def reporting(self) -> None:
+        """The search is over and the final report (holdout scores, front, plots) is under way."""
+        self._reporting = True
 
     @contextmanager
     def critical(self) -> Iterator[None]:
