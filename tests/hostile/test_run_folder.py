@@ -182,10 +182,10 @@ def test_damaged_checkpoint_is_one_line_naming_it(run_dir, damage, needle):
     ("summary.json", _huge, "larger than"),
     ("summary.json", _edit(status=["complete"]), "'status' is a list"),
     ("summary.json", _edit(references={"gelu(x)": "good"}), "'references'"),
-    ("pareto.csv", lambda p: p.write_text(p.read_text().splitlines()[0] + "\n1,1,1,,,,1," + "x" * (1 << 20) + "\n"),
+    ("pareto.csv", lambda p: p.write_text(p.read_text().splitlines()[0] + "\n1,1,1,,,,,1," + "x" * (1 << 20) + "\n"),
      "field larger than field limit"),
     ("pareto.csv", lambda p: p.write_text(p.read_text().replace("\n1,", "\none,", 1)), "not a number"),
-    ("pareto.csv", lambda p: p.write_text(p.read_text() + '9,1,1,,,,1,"a\nb",x,k,gp\n'), "control characters"),
+    ("pareto.csv", lambda p: p.write_text(p.read_text() + '9,1,1,,,,,1,"a\nb",x,k,gp\n'), "control characters"),
 ])
 def test_damaged_run_files_are_one_line_naming_them(run_dir, name, damage, needle):
     damage(run_dir / name)
