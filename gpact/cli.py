@@ -15,8 +15,9 @@ from gpact.config import OBJECTIVES, LLMConfig, RunConfig
 from gpact.errors import GpactError
 from gpact.search.strategy import STRATEGIES
 
-TASKS_HELP = ("Comma-separated task suites, task names (library ones too: rational/3, feynman/I.12.4) or "
-              "seeded draws across families (random:N or random:N@SEED); see docs/tasks.md.")
+TASKS_HELP = ("Comma-separated task suites, task names (library ones too: rational/3, feynman/I.12.4), "
+              "seeded draws across families (random:N or random:N@SEED) or of a family split's part "
+              "(search:N, validation:N, test:N, optionally @SEED); see docs/tasks.md.")
 
 
 class _Group(click.Group):

@@ -45,3 +45,15 @@ def test_bad_parts_are_clear_errors():
         draw("test:3@0", exclude=frozenset(DEFAULT_TEST))
     with pytest.raises(ConfigError, match="unknown task"):
         partition("search:4", "nonsense")
+
+
+def test_eval_takes_part_draws():
+    """`gpact eval --tasks test:N` scores on the test families a run reports on (same seed, same tasks)."""
+    from click.testing import CliRunner
+
+    from gpact.cli import main
+
+    res = CliRunner().invoke(main, ["eval", "relu", "--tasks", "test:2@0", "--seeds", "1", "--steps", "5",
+                                    "--width", "4"])
+    assert res.exit_code == 0, res.output
+    assert "2 tasks x 1 seeds" in res.output

@@ -32,7 +32,8 @@ from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import WORST, Fitness, geo_mean, median
 from gpact.train.mlp import DEFAULT_CONFIG
-from gpact.train.tasks import make_suite, resolve_names
+from gpact.train.partition import resolve
+from gpact.train.tasks import make_suite
 
 Progress = Callable[[int, int], None]  # (seeds done, seeds total)
 
@@ -91,7 +92,7 @@ def score_formulas(
         raise ConfigError("need at least one seed, all >= 0")
     if jobs < 1:
         raise ConfigError("jobs must be >= 1")
-    task_names = resolve_names(tasks)
+    task_names = resolve(tasks if isinstance(tasks, str) else ",".join(tasks))  # part draws too: test:12
     if not task_names:
         raise ConfigError("empty task suite")
     labelled = [_labelled(i) for i in items]
