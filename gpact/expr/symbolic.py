@@ -15,18 +15,30 @@ import sympy as sp
 from gpact import ops
 from gpact.errors import FormulaError
 from gpact.expr.formula import Node, Num, Var
+from gpact.expr.gate import MAX_DIGITS
 
 X = sp.Symbol("x", real=True)
 ARGS = sp.symbols("a b c", real=True)
 
 NAMED_CONSTANTS = {"pi": sp.pi, "e": sp.E, "E": sp.E}
 
+
+def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
+    """`base**exponent`, refusing exact numbers sympy would compute digit by digit (9**9**9 never returns)."""
+    if base.is_Rational and exponent.is_Rational and abs(base) not in (0, 1):
+        digits = abs(exponent.p) * max(len(str(abs(base.p))), len(str(base.q)))
+        if digits > MAX_DIGITS:
+            raise FormulaError(f"the power {sp.sstr(base)[:20]}**{sp.sstr(exponent)[:20]} has more than "
+                               f"{MAX_DIGITS} digits")
+    return base**exponent
+
+
 OPERATORS = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
     "*": lambda a, b: a * b,
     "/": lambda a, b: a / b,
-    "**": lambda a, b: a**b,
+    "**": power,
     "neg": lambda a: -a,
 }
 
