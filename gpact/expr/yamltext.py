@@ -43,6 +43,7 @@ def read_yaml(path: Path) -> yaml.Node | None:
 def compose(text: str, name: str) -> yaml.Node | None:
     """`yaml.compose` of `text`, then `check` of its graph; every problem is a GrammarError naming `name`."""
     try:
+        _check_nesting(text, name)
         node = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise GrammarError(f"{name}: invalid YAML: {excerpt(str(exc).splitlines()[0], 200)}") from None
@@ -50,6 +51,18 @@ def compose(text: str, name: str) -> yaml.Node | None:
         raise GrammarError(f"{name}: invalid YAML: nested too deeply") from None
     check(node, name)
     return node
+
+
+def _check_nesting(text: str, name: str) -> None:
+    """Refuse deep nesting from the event stream (no recursion), before `yaml.compose` recurses into it."""
+    depth = 0
+    for event in yaml.parse(text):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise GrammarError(f"{name}:{event.start_mark.line + 1}: YAML nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def check(node: yaml.Node | None, name: str) -> None:
