@@ -25,7 +25,7 @@ from gpact import ops
 from gpact.errors import FormulaError, GrammarError
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import parse
-from gpact.expr.gate import excerpt
+from gpact.expr.gate import MAX_DIGITS, excerpt
 from gpact.expr.symbolic import ARGS, node_to_sympy
 from gpact.expr.templates import validate_templates
 from gpact.expr.torchfn import to_torch
@@ -57,6 +57,7 @@ class Primitive:
     def apply(self, *args: sp.Expr) -> sp.Expr:
         """This primitive applied to sympy arguments, as it appears in a candidate's formula."""
         if self.inline:
+            args = tuple(_inexact_if_huge(a) for a in args)
             return self.definition.xreplace(dict(zip(ARGS, args, strict=False)))
         return sp.Function(self.name)(*args)
 
@@ -107,6 +108,14 @@ class Grammar:
             if alias in p.aliases:
                 return p
         return None
+
+
+def _inexact_if_huge(value: sp.Expr) -> sp.Expr:
+    """A float in place of an exact number of over MAX_DIGITS digits: square(square(...(9))) doubles the digits
+    with each exact step, so 30 nested squares of a constant would never finish; as floats they are instant."""
+    if value.is_Rational and value.p.bit_length() + value.q.bit_length() > MAX_DIGITS * 10 // 3:
+        return sp.Float(value)
+    return value
 
 
 def resolve_path(path: str | Path) -> Path:

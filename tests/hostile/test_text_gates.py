@@ -263,3 +263,14 @@ def test_run_with_a_blow_up_answering_llm_finishes(server, tmp_path):
     calls = [json.loads(line) for line in (out / "r" / "llm_calls.jsonl").read_text().splitlines()]
     reasons = {row["reason"] for c in calls for row in c.get("rejected", [])}
     assert calls and reasons == {"too_long", "syntax"}, reasons
+
+
+def test_nested_powers_of_a_constant_stay_inexact_and_fast():
+    from gpact.expr.trees import formula_to_sympy
+
+    g = load_grammar("full")
+    for text in ("x + " + "square(" * 30 + "9" + ")" * 30, "x + " + "cube(" * 30 + "0.37" + ")" * 30):
+        t0 = time.perf_counter()
+        expr = formula_to_sympy(text, g)  # exactly, 9**(2**30) has 10**9 digits
+        assert time.perf_counter() - t0 < 1.0
+        assert expr.free_symbols
