@@ -29,14 +29,19 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _short_repr(value: Any, limit: int) -> str:
+def _short_repr(value: Any, limit: int, depth: int = 0) -> str:
     """repr of a container without expanding it whole (it may share itself exponentially, YAML aliases)."""
+    if depth > 2:
+        return "..."
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(excerpt(v, limit) for v in value[:4]) + (", ...]" if len(value) > 4 else "]")
+        items = [_short_repr(v, limit, depth + 1) for v in value[:4]]
+        return "[" + ", ".join(items) + (", ...]" if len(value) > 4 else "]")
     if isinstance(value, dict):
-        items = list(value.items())[:4]
-        return "{" + ", ".join(f"{excerpt(k, limit)}: {excerpt(v, limit)}" for k, v in items) + \
-            (", ...}" if len(value) > 4 else "}")
+        pairs = [f"{_short_repr(k, limit, depth + 1)}: {_short_repr(v, limit, depth + 1)}"
+                 for k, v in list(value.items())[:4]]
+        return "{" + ", ".join(pairs) + (", ...}" if len(value) > 4 else "}")
+    if isinstance(value, str | int | float | bool | type(None)):
+        return excerpt(value, limit)
     return f"<{type(value).__name__}>"
 
 

@@ -154,7 +154,7 @@ def add_primitive(grammar: Grammar, name: str, arity: int, fn: Callable | None =
                   sympy: str | None = None, cost: float | None = None, inline: bool | None = None) -> Grammar:
     """A copy of `grammar` with one more primitive, given as a Python callable and/or a sympy form."""
     if name in grammar.primitives:
-        raise GrammarError(f"{grammar.path}: primitive '{name}' already exists")
+        raise GrammarError(f"{grammar.path}: primitive {excerpt(name)} already exists")
     prim = _make_primitive(grammar.path, name, {"arity": arity, "sympy": sympy, "cost": cost, "inline": inline},
                            fn=fn, line=0)
     return Grammar(**{**grammar.__dict__, "primitives": {**grammar.primitives, name: prim}})
@@ -212,7 +212,7 @@ def build_grammar(doc: _Doc, path: str) -> Grammar:
         raise doc.error("grammar", "missing 'primitives'")
     prims: dict[str, Primitive] = {}
     for name, entry in top["primitives"].entries("primitives"):
-        spec = {k: v.value() for k, v in entry.mapping(f"primitive '{name}'", _PRIM_KEYS).items()}
+        spec = {k: v.value() for k, v in entry.mapping(f"primitive {excerpt(name)}", _PRIM_KEYS).items()}
         if name in prims:
             raise entry.error(f"primitive {excerpt(name)}", "defined twice")
         prims[name] = _make_primitive(path, name, spec, line=entry.line)
@@ -319,7 +319,7 @@ def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: C
         except FormulaError as exc:
             raise GrammarError(f"{where}: sympy: {exc}") from None
         if definition.free_symbols - set(args):
-            raise GrammarError(f"{where}: sympy uses {sorted(map(str, definition.free_symbols))}, "
+            raise GrammarError(f"{where}: sympy uses {excerpt(sorted(map(str, definition.free_symbols)))}, "
                                f"but arity {arity} allows only {', '.join(s.name for s in args)}")
     source = "sympy"
     if spec.get("torch") and spec.get("import"):
@@ -400,7 +400,7 @@ def _probe(where: str, prim: Primitive) -> None:
         with torch.no_grad():
             out = prim.fn(*cols)
     except Exception as exc:  # a user function can raise anything; report it as a grammar problem
-        raise GrammarError(f"{where}: raised {type(exc).__name__} on probe inputs: {exc}") from None
+        raise GrammarError(f"{where}: raised {type(exc).__name__} on probe inputs: {excerpt(str(exc), 200)}") from None
     if not isinstance(out, torch.Tensor) or out.shape != cols[0].shape:
         raise GrammarError(f"{where}: must return a tensor shaped like its input")
     bad = ~torch.isfinite(out)
