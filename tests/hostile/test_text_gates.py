@@ -9,6 +9,7 @@ GB before the gates); they are not benchmarks.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 
@@ -150,6 +151,12 @@ def test_run_refuses_binary_and_huge_grammar_files(tmp_path, data):
     path.write_bytes(data)
     line = refused([*RUN, "--grammar", str(path), "--out", str(tmp_path / "runs")], max_chars=300)
     assert str(path) in line
+
+
+def test_run_refuses_endless_and_folder_grammar_paths(tmp_path):
+    for path in [p for p in ("/dev/zero", "/dev/urandom") if os.path.exists(p)] + [str(tmp_path)]:
+        line = refused([*RUN, "--grammar", path, "--out", str(tmp_path / "runs")], max_chars=300)
+        assert path in line
 
 
 def test_grammar_from_dict_takes_the_same_gate():
