@@ -25,12 +25,18 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except GpactError as exc:
-            click.echo(f"gpact: error: {exc}", err=True)
+            click.echo(f"gpact: error: {_one_line(str(exc))}", err=True)
             sys.exit(2)
         except OSError as exc:  # the file system said no (a full disk, a read-only or missing folder)
             where = f": {exc.filename}" if exc.filename else ""
             click.echo(f"gpact: error: {exc.strerror or exc}{where}", err=True)
             sys.exit(2)
+
+
+def _one_line(message: str, limit: int = 1000) -> str:
+    """An error as one line of bounded length, whatever input it quotes (a formula, a file's line)."""
+    message = " ".join(message.splitlines())
+    return message if len(message) <= limit else f"{message[:limit // 2]} ... {message[-limit // 2:]}"
 
 
 @click.group(cls=_Group)
@@ -256,7 +262,7 @@ def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, eval
 
 @main.command(name="eval")
 @click.argument("formulas", nargs=-1)
-@click.option("--file", "-f", "formula_file", type=click.File(), default=None,
+@click.option("--file", "-f", "formula_file", type=click.File(encoding="utf-8", errors="replace"), default=None,
               help="Read formulas from a file, one per line ('#' comments), e.g. from `gpact enumerate --out`.")
 @click.option("--grammar", "-g", default="full", show_default=True, help="Grammar the formulas are written in.")
 @_score_options

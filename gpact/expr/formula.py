@@ -10,12 +10,13 @@ the same as a formula.
 from __future__ import annotations
 
 import ast
+import math
 from dataclasses import dataclass
 
 from gpact.errors import FormulaError
+from gpact.expr.gate import MAX_CHARS, MAX_NODES, excerpt, read_expression
 
-MAX_CHARS = 4000
-MAX_NODES = 2000
+__all__ = ["MAX_CHARS", "MAX_NODES", "NAMESPACES", "Call", "Node", "Num", "Var", "parse", "to_text"]
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 # Prefixes accepted before a function name: `torch.nn.functional.gelu` -> `gelu`.
@@ -44,26 +45,24 @@ Node = Var | Num | Call
 
 
 def parse(text: str) -> Node:
-    """Parse one expression; raise FormulaError with a short reason on anything not whitelisted."""
-    if not isinstance(text, str) or not text.strip():
-        raise FormulaError("empty formula")
-    if len(text) > MAX_CHARS:
-        raise FormulaError(f"formula longer than {MAX_CHARS} characters")
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise FormulaError(f"cannot parse {text.strip()!r}: {exc.msg}") from None
-    count = sum(1 for _ in ast.walk(tree))
-    if count > MAX_NODES:
-        raise FormulaError(f"formula has more than {MAX_NODES} syntax nodes")
-    return _convert(tree.body)
+    """Parse one expression; raise FormulaError with a short reason on anything not whitelisted.
+
+    The text is bounded (length, nodes, depth: `gate.read_expression`) before the recursive conversion.
+    """
+    return _convert(read_expression(text))
 
 
 def _convert(node: ast.AST) -> Node:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-            raise FormulaError(f"only numbers are allowed as constants, not {node.value!r}")
-        return Num(float(node.value))
+            raise FormulaError(f"only numbers are allowed as constants, not {excerpt(node.value)}")
+        try:
+            value = float(node.value)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise FormulaError(f"number {excerpt(node.value)} is too large for a float")
+        return Num(value)
     if isinstance(node, ast.Name):
         return Var(node.id)
     if isinstance(node, ast.UnaryOp):

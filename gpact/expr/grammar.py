@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -24,9 +25,11 @@ from gpact import ops
 from gpact.errors import FormulaError, GrammarError
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import parse
+from gpact.expr.gate import MAX_DIGITS, excerpt
 from gpact.expr.symbolic import ARGS, node_to_sympy
 from gpact.expr.templates import validate_templates
 from gpact.expr.torchfn import to_torch
+from gpact.expr.yamltext import compose, read_yaml
 
 # The shipped grammars are package data (gpact/grammars/*.yaml, see setup.cfg), so they come with any install;
 # the repository's top-level grammars/ is a link to this folder.
@@ -54,6 +57,7 @@ class Primitive:
     def apply(self, *args: sp.Expr) -> sp.Expr:
         """This primitive applied to sympy arguments, as it appears in a candidate's formula."""
         if self.inline:
+            args = tuple(_inexact_if_huge(a) for a in args)
             return self.definition.xreplace(dict(zip(ARGS, args, strict=False)))
         return sp.Function(self.name)(*args)
 
@@ -106,6 +110,14 @@ class Grammar:
         return None
 
 
+def _inexact_if_huge(value: sp.Expr) -> sp.Expr:
+    """A float in place of an exact number of over MAX_DIGITS digits: square(square(...(9))) doubles the digits
+    with each exact step, so 30 nested squares of a constant would never finish; as floats they are instant."""
+    if value.is_Rational and value.p.bit_length() + value.q.bit_length() > MAX_DIGITS * 10 // 3:
+        return sp.Float(value)
+    return value
+
+
 def resolve_path(path: str | Path) -> Path:
     """A grammar path as given, else a shipped grammar of that name: `minimal`, `full.yaml`, `grammars/full.yaml`.
 
@@ -125,18 +137,16 @@ def resolve_path(path: str | Path) -> Path:
 def load_grammar(path: str | Path) -> Grammar:
     """Load and validate a grammar file; every problem is a GrammarError naming file, line and key."""
     p = resolve_path(path)
-    try:
-        node = yaml.compose(p.read_text())
-    except yaml.YAMLError as exc:
-        raise GrammarError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
-    except OSError as exc:
-        raise GrammarError(f"{p}: cannot read: {exc.strerror}") from None
-    return build_grammar(_Doc(node, str(p)), str(p))
+    return build_grammar(_Doc(read_yaml(p), str(p)), str(p))
 
 
 def grammar_from_dict(data: Mapping[str, Any], name: str = "<dict>") -> Grammar:
     """Build a grammar from plain data (same schema as the YAML files), for the Python API."""
-    node = yaml.compose(yaml.safe_dump(dict(data)))
+    try:
+        text = yaml.safe_dump(dict(data))
+    except (yaml.YAMLError, TypeError, ValueError) as exc:
+        raise GrammarError(f"{name}: not plain data: {excerpt(str(exc))}") from None
+    node = compose(text, name)
     return build_grammar(_Doc(node, name), name)
 
 
@@ -144,7 +154,7 @@ def add_primitive(grammar: Grammar, name: str, arity: int, fn: Callable | None =
                   sympy: str | None = None, cost: float | None = None, inline: bool | None = None) -> Grammar:
     """A copy of `grammar` with one more primitive, given as a Python callable and/or a sympy form."""
     if name in grammar.primitives:
-        raise GrammarError(f"{grammar.path}: primitive '{name}' already exists")
+        raise GrammarError(f"{grammar.path}: primitive {excerpt(name)} already exists")
     prim = _make_primitive(grammar.path, name, {"arity": arity, "sympy": sympy, "cost": cost, "inline": inline},
                            fn=fn, line=0)
     return Grammar(**{**grammar.__dict__, "primitives": {**grammar.primitives, name: prim}})
@@ -171,20 +181,29 @@ class _Doc:
         if not isinstance(self.node, yaml.MappingNode):
             raise self.error(where, "expected a mapping")
         out = {}
-        for k, v in self.node.value:
-            key = k.value
+        for key, v in self.entries(where):
             if key not in allowed:
-                raise _Doc(k, self.path).error(where, f"unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
-            out[key] = _Doc(v, self.path)
+                raise _Doc(v.node, self.path).error(
+                    where, f"unknown key {excerpt(key)} (allowed: {', '.join(sorted(allowed))})")
+            out[key] = v
         return out
 
     def entries(self, where: str) -> list[tuple[str, _Doc]]:
         if not isinstance(self.node, yaml.MappingNode):
             raise self.error(where, "expected a mapping of name -> entry")
+        for k, _ in self.node.value:
+            if not isinstance(k, yaml.ScalarNode):
+                raise _Doc(k, self.path).error(where, "a key must be a plain name, not a list or mapping")
         return [(k.value, _Doc(v, self.path)) for k, v in self.node.value]
 
     def value(self) -> Any:
-        return yaml.safe_load(yaml.serialize(self.node)) if self.node is not None else None
+        """The node as plain data; `yamltext.check` has bounded its size and tags already."""
+        if self.node is None:
+            return None
+        try:
+            return yaml.safe_load(yaml.serialize(self.node))
+        except yaml.YAMLError as exc:
+            raise self.error("value", excerpt(str(exc).splitlines()[0], 200)) from None
 
 
 def build_grammar(doc: _Doc, path: str) -> Grammar:
@@ -193,14 +212,17 @@ def build_grammar(doc: _Doc, path: str) -> Grammar:
         raise doc.error("grammar", "missing 'primitives'")
     prims: dict[str, Primitive] = {}
     for name, entry in top["primitives"].entries("primitives"):
-        spec = {k: v.value() for k, v in entry.mapping(f"primitive '{name}'", _PRIM_KEYS).items()}
+        spec = {k: v.value() for k, v in entry.mapping(f"primitive {excerpt(name)}", _PRIM_KEYS).items()}
         if name in prims:
-            raise entry.error(f"primitive '{name}'", "defined twice")
+            raise entry.error(f"primitive {excerpt(name)}", "defined twice")
         prims[name] = _make_primitive(path, name, spec, line=entry.line)
     if not prims:
         raise doc.error("primitives", "a grammar needs at least one primitive")
     constants, ephemeral = _terminals(top.get("terminals"))
     limits = _limits(top.get("limits"))
+    for key in ("name", "description"):
+        if key in top and not isinstance(top[key].node, yaml.ScalarNode):
+            raise top[key].error(key, "expected text")
     grammar = Grammar(
         name=str(top["name"].value()) if "name" in top else Path(path).stem,
         path=path,
@@ -223,16 +245,22 @@ def _terminals(doc: _Doc | None) -> tuple[tuple[float, ...], Ephemeral | None]:
     if "constants" in spec:
         raw = spec["constants"].value()
         if not isinstance(raw, list) or not all(_is_number(c) for c in raw):
-            raise spec["constants"].error("terminals.constants", "expected a list of numbers")
+            bad = next((c for c in raw if not _is_number(c)), None) if isinstance(raw, list) else raw
+            raise spec["constants"].error("terminals.constants",
+                                          f"expected a list of finite numbers, got {excerpt(bad)}")
         constants = tuple(float(c) for c in raw)
     ephemeral = None
     if "ephemeral" in spec:
         e = {k: v.value() for k, v in spec["ephemeral"].mapping("terminals.ephemeral", _EPH_KEYS).items()}
         if not {"low", "high"} <= set(e) or not all(_is_number(e[k]) for k in ("low", "high")):
-            raise spec["ephemeral"].error("terminals.ephemeral", "needs numeric 'low' and 'high'")
+            raise spec["ephemeral"].error("terminals.ephemeral", "needs finite numeric 'low' and 'high'")
         if not float(e["low"]) < float(e["high"]):
             raise spec["ephemeral"].error("terminals.ephemeral", "'low' must be below 'high'")
-        ephemeral = Ephemeral(float(e["low"]), float(e["high"]), int(e.get("decimals", 2)))
+        decimals = e.get("decimals", 2)
+        if not _is_int(decimals) or not 0 <= decimals <= 12:
+            raise spec["ephemeral"].error("terminals.ephemeral.decimals",
+                                          f"expected a whole number from 0 to 12, got {excerpt(decimals)}")
+        ephemeral = Ephemeral(float(e["low"]), float(e["high"]), decimals)
     return constants, ephemeral
 
 
@@ -241,8 +269,10 @@ def _limits(doc: _Doc | None) -> Limits:
         return Limits()
     spec = {k: (v, v.value()) for k, v in doc.mapping("limits", _LIMIT_KEYS).items()}
     for key, (d, v) in spec.items():
-        if not _is_number(v) or v <= 0:
-            raise d.error(f"limits.{key}", f"expected a positive number, got {v!r}")
+        if key == "max_flops" and (not _is_number(v) or v <= 0):
+            raise d.error(f"limits.{key}", f"expected a positive finite number, got {excerpt(v)}")
+        if key != "max_flops" and (not _is_int(v) or not 0 < v <= 1000):
+            raise d.error(f"limits.{key}", f"expected a whole number from 1 to 1000, got {excerpt(v)}")
     kw = {k: (float(v) if k == "max_flops" else int(v)) for k, (_, v) in spec.items()}
     limits = Limits(**kw)
     if limits.init_min_height > limits.init_max_height or limits.init_max_height > limits.max_height:
@@ -251,7 +281,13 @@ def _limits(doc: _Doc | None) -> Limits:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    """A finite int or float: NaN compares false with every bound, so it would pass any range check."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    """An int, not a bool (YAML `true` is 1 to Python) and not a float (`1.0`, `.inf`)."""
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -268,12 +304,13 @@ def _alias_forms() -> dict[str, sp.Expr]:
 
 
 def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: Callable | None = None) -> Primitive:
-    where = f"{path}:{line}: primitive '{name}'"
-    if not name.isidentifier():
+    where = f"{path}:{line}: primitive {excerpt(name)}"
+    if not isinstance(name, str) or not name.isidentifier():
         raise GrammarError(f"{where}: name must be an identifier")
     arity = spec.get("arity")
-    if arity not in (1, 2, 3):
-        raise GrammarError(f"{where}: arity must be 1, 2 or 3, got {arity!r}")
+    if not _is_int(arity) or arity not in (1, 2, 3):
+        raise GrammarError(f"{where}: arity must be 1, 2 or 3, got {excerpt(arity)}")
+    _check_types(where, spec)
     args = ARGS[:arity]
     definition = None
     if spec.get("sympy") is not None:
@@ -282,7 +319,7 @@ def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: C
         except FormulaError as exc:
             raise GrammarError(f"{where}: sympy: {exc}") from None
         if definition.free_symbols - set(args):
-            raise GrammarError(f"{where}: sympy uses {sorted(map(str, definition.free_symbols))}, "
+            raise GrammarError(f"{where}: sympy uses {excerpt(sorted(map(str, definition.free_symbols)))}, "
                                f"but arity {arity} allows only {', '.join(s.name for s in args)}")
     source = "sympy"
     if spec.get("torch") and spec.get("import"):
@@ -308,13 +345,26 @@ def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: C
             raise GrammarError(f"{where}: an imported primitive without 'sympy' needs a 'cost'")
         cost = count_flops(definition)
     if not _is_number(cost) or cost < 0:
-        raise GrammarError(f"{where}: cost must be a non-negative number, got {cost!r}")
+        raise GrammarError(f"{where}: cost must be a non-negative finite number, got {excerpt(cost)}")
     aliases = tuple(spec.get("aliases") or ())
     if definition is not None:
         aliases += tuple(k for k, form in _alias_forms().items() if form == definition and k not in aliases)
     prim = Primitive(name, arity, float(cost), definition, fn, bool(inline), aliases, source)
     _probe(where, prim)
     return prim
+
+
+def _check_types(where: str, spec: dict[str, Any]) -> None:
+    """Refuse values of the wrong kind that Python would silently coerce (`inline: "no"` is true, `aliases: 5`)."""
+    for key in ("sympy", "torch", "import", "doc"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int | float)):
+            raise GrammarError(f"{where}: {key} must be text, got {excerpt(value)}")
+    if spec.get("inline") is not None and not isinstance(spec["inline"], bool):
+        raise GrammarError(f"{where}: inline must be true or false, got {excerpt(spec['inline'])}")
+    aliases = spec.get("aliases")
+    if aliases is not None and (not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases)):
+        raise GrammarError(f"{where}: aliases must be a list of names, got {excerpt(aliases)}")
 
 
 def _is_simple(definition: sp.Expr) -> bool:
@@ -325,20 +375,20 @@ def _is_simple(definition: sp.Expr) -> bool:
 def _resolve(where: str, target: str, torch_only: bool) -> Callable:
     if torch_only:
         if not target.startswith("torch."):
-            raise GrammarError(f"{where}: 'torch' must be a dotted path inside torch, got {target!r}")
+            raise GrammarError(f"{where}: 'torch' must be a dotted path inside torch, got {excerpt(target)}")
         module_name, _, attr = target.rpartition(".")
     else:
         module_name, sep, attr = target.partition(":")
         if not sep or not module_name or not attr:
-            raise GrammarError(f"{where}: 'import' must look like 'package.module:function', got {target!r}")
+            raise GrammarError(f"{where}: 'import' must look like 'package.module:function', got {excerpt(target)}")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise GrammarError(f"{where}: cannot import {target!r}: {exc}") from None
+        raise GrammarError(f"{where}: cannot import {excerpt(target)}: {excerpt(str(exc), 200)}") from None
     if not callable(obj):
-        raise GrammarError(f"{where}: {target!r} is not callable")
+        raise GrammarError(f"{where}: {excerpt(target)} is not callable")
     return obj
 
 
@@ -350,7 +400,7 @@ def _probe(where: str, prim: Primitive) -> None:
         with torch.no_grad():
             out = prim.fn(*cols)
     except Exception as exc:  # a user function can raise anything; report it as a grammar problem
-        raise GrammarError(f"{where}: raised {type(exc).__name__} on probe inputs: {exc}") from None
+        raise GrammarError(f"{where}: raised {type(exc).__name__} on probe inputs: {excerpt(str(exc), 200)}") from None
     if not isinstance(out, torch.Tensor) or out.shape != cols[0].shape:
         raise GrammarError(f"{where}: must return a tensor shaped like its input")
     bad = ~torch.isfinite(out)

@@ -15,6 +15,7 @@ import re
 from gpact import ops
 from gpact.errors import FormulaError
 from gpact.expr.formula import MAX_CHARS, MAX_NODES, NAMESPACES, Call, Node, Num, Var, parse, to_text
+from gpact.expr.gate import check_tree, read_expression
 from gpact.expr.grammar import Grammar
 from gpact.expr.symbolic import canonical_name
 
@@ -174,6 +175,8 @@ def _formula_lines(block: str) -> list[str]:
             continue
         if _uses_x(node):  # a bare word of prose parses as a name; a formula uses x
             out.append(line)
+            if len(out) >= MAX_CANDIDATES:
+                break
     return out
 
 
@@ -195,13 +198,19 @@ def to_formula(snippet: str, grammar: Grammar) -> str:
         expr = _python_return(snippet) if re.match(r"\s*(?:(?:import|from)\s.*\n\s*)*def\s", snippet) \
             else _expression(snippet)
         node = parse(ast.unparse(_Normalise().visit(expr)))
-        return to_text(_rename(node, grammar, 0))
+        renamed = _rename(node, grammar, 0)
+        _expanded_size(renamed, MAX_NODES // 2)  # a formula node is 2-5 syntax nodes once printed
+        text = to_text(renamed)
     except CandidateError:
         raise
     except FormulaError as exc:
         raise CandidateError(_syntax_reason(snippet), str(exc)) from None
     except (RecursionError, MemoryError, ValueError):
         raise CandidateError("syntax", "candidate nests too deeply") from None
+    if len(text) > MAX_CHARS:
+        raise CandidateError("too_long", f"candidate longer than {MAX_CHARS} characters once spelled in the "
+                             "grammar's terms")
+    return text
 
 
 def _syntax_reason(snippet: str) -> str:
@@ -209,10 +218,7 @@ def _syntax_reason(snippet: str) -> str:
 
 
 def _expression(snippet: str) -> ast.expr:
-    try:
-        return ast.parse(snippet.strip(), mode="eval").body
-    except SyntaxError as exc:
-        raise CandidateError(_syntax_reason(snippet), f"cannot parse {snippet.strip()[:80]!r}: {exc.msg}") from None
+    return read_expression(snippet, "candidate")  # bounded: `_Normalise` and `ast.unparse` recurse
 
 
 def _python_return(snippet: str) -> ast.expr:
@@ -221,6 +227,7 @@ def _python_return(snippet: str) -> ast.expr:
         module = ast.parse(snippet)
     except SyntaxError as exc:
         raise CandidateError(_syntax_reason(snippet), f"cannot parse the Python function: {exc.msg}") from None
+    check_tree(module, "the Python function", 4 * MAX_NODES)
     defs = []
     for stmt in module.body:
         if isinstance(stmt, ast.FunctionDef):
@@ -335,7 +342,12 @@ def _known(name: str, grammar: Grammar) -> bool:
 
 
 def _rename(node: Node, grammar: Grammar, depth: int) -> Node:
-    """Spell functions the grammar lacks with `rewrite` (bounded depth); unknown ones stay for expr to refuse."""
+    """Spell functions the grammar lacks with `rewrite` (bounded depth); unknown ones stay for expr to refuse.
+
+    A rewrite that uses its argument twice (softsign: a/(1 + abs(a))) shares the argument's tree instead of
+    copying it, so the result is a DAG as small as the answer; `_expanded_size` measures what it would be as
+    text before anything is printed (20 nested softsigns would be 2**20 copies of x).
+    """
     if not isinstance(node, Call):
         return node
     args = tuple(_rename(a, grammar, depth) for a in node.args)
@@ -345,7 +357,30 @@ def _rename(node: Node, grammar: Grammar, depth: int) -> Node:
     form = parse(template)
     if len(args) != _arity(form):
         return Call(node.name, args)
-    return _rename(_substitute(form, dict(zip("ab", args, strict=False))), grammar, depth + 1)
+    return _substitute(_rename(form, grammar, depth + 1), dict(zip("ab", args, strict=False)))
+
+
+def _expanded_size(node: Node, limit: int) -> int:
+    """Nodes of `node` written out as a tree (shared subtrees counted each time), or CandidateError past `limit`.
+
+    Counted bottom-up once per distinct node object, so the work is the DAG's size, not the tree's.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    while stack:
+        n, ready = stack.pop()
+        if id(n) in sizes:
+            continue
+        args = n.args if isinstance(n, Call) else ()
+        if not ready:
+            stack.append((n, True))
+            stack.extend((a, False) for a in args if id(a) not in sizes)
+            continue
+        sizes[id(n)] = 1 + sum(sizes[id(a)] for a in args)
+        if sizes[id(n)] > limit:
+            raise CandidateError("too_long", f"the candidate has more than {limit} nodes once its functions "
+                                 "are spelled in the grammar's terms")
+    return sizes[id(node)]
 
 
 def _arity(node: Node) -> int:

@@ -15,18 +15,30 @@ import sympy as sp
 from gpact import ops
 from gpact.errors import FormulaError
 from gpact.expr.formula import Node, Num, Var
+from gpact.expr.gate import MAX_DIGITS, excerpt
 
 X = sp.Symbol("x", real=True)
 ARGS = sp.symbols("a b c", real=True)
 
 NAMED_CONSTANTS = {"pi": sp.pi, "e": sp.E, "E": sp.E}
 
+
+def power(base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
+    """`base**exponent`, refusing exact numbers sympy would compute digit by digit (9**9**9 never returns)."""
+    if base.is_Rational and exponent.is_Rational and abs(base) not in (0, 1):
+        digits = abs(exponent.p) * max(len(str(abs(base.p))), len(str(base.q)))
+        if digits > MAX_DIGITS:
+            raise FormulaError(f"the power {sp.sstr(base)[:20]}**{sp.sstr(exponent)[:20]} has more than "
+                               f"{MAX_DIGITS} digits")
+    return base**exponent
+
+
 OPERATORS = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
     "*": lambda a, b: a * b,
     "/": lambda a, b: a / b,
-    "**": lambda a, b: a**b,
+    "**": power,
     "neg": lambda a: -a,
 }
 
@@ -58,17 +70,17 @@ def node_to_sympy(node: Node, variables: dict[str, sp.Symbol]) -> sp.Expr:
             return variables[node.name]
         if node.name in NAMED_CONSTANTS:
             return NAMED_CONSTANTS[node.name]
-        raise FormulaError(f"unknown name '{node.name}'")
+        raise FormulaError(f"unknown name {excerpt(node.name)}")
     args = [node_to_sympy(a, variables) for a in node.args]
     if node.name in OPERATORS:
         return OPERATORS[node.name](*args)
     op = ops.for_formula(node.name)
     if op is None:
-        raise FormulaError(f"unknown function '{node.name}' (allowed: {', '.join(ops.formula_names())})")
+        raise FormulaError(f"unknown function {excerpt(node.name)} (allowed: {', '.join(ops.formula_names())})")
     try:
         return op.sympy(*args)
     except TypeError:
-        raise FormulaError(f"wrong number of arguments for '{node.name}'") from None
+        raise FormulaError(f"wrong number of arguments for {excerpt(node.name)}") from None
 
 
 def display(expr: sp.Expr, digits: int = 4) -> str:

@@ -24,6 +24,7 @@ from gpact.errors import FormulaError
 from gpact.expr.fingerprint import fingerprint
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import Call, Node, Num, Var, parse
+from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import NAMED_CONSTANTS, X, canonical_name, display, number
 from gpact.expr.torchfn import to_torch
@@ -111,7 +112,7 @@ def _emit(node: Node, grammar: Grammar, pset: gp.PrimitiveSet, out: list) -> Non
         elif node.name in NAMED_CONSTANTS:
             _emit(Num(float(NAMED_CONSTANTS[node.name])), grammar, pset, out)
         else:
-            raise FormulaError(f"unknown name '{node.name}' (the input variable is 'x')")
+            raise FormulaError(f"unknown name {excerpt(node.name)} (the input variable is 'x')")
         return
     if isinstance(node, Num):
         out.append(_constant(node.value, grammar, pset))
@@ -146,11 +147,11 @@ def _resolve_call(node: Call, grammar: Grammar) -> tuple[Primitive, tuple[Node, 
     if prim is None:
         rewritten = _rewrite(node, grammar)
         if rewritten is None:
-            raise FormulaError(f"'{name}' is not a primitive of grammar '{grammar.name}' "
+            raise FormulaError(f"{excerpt(name)} is not a primitive of grammar '{grammar.name}' "
                                f"(primitives: {', '.join(grammar.primitives)})")
         return _resolve_call(rewritten, grammar)
     if len(args) != prim.arity:
-        raise FormulaError(f"'{name}' takes {prim.arity} argument(s), got {len(args)}")
+        raise FormulaError(f"{excerpt(name)} takes {prim.arity} argument(s), got {len(args)}")
     return prim, args
 
 

@@ -14,7 +14,14 @@ import sympy as sp
 from sympy.core.function import UndefinedFunction
 
 from gpact.errors import FormulaError
+from gpact.expr.gate import MAX_DEPTH, excerpt, read_expression
 from gpact.expr.symbolic import X
+
+# Wire text is longer than a formula (exact Floats, prefix form), but as bounded: it rebuilds one candidate.
+MAX_WIRE_CHARS = 100_000
+MAX_WIRE_NODES = 20_000
+MAX_FLOAT_EXP = 4096  # binary exponent of a shipped Float; a float64 has at most 1074
+MAX_FLOAT_PREC = 1024
 
 _NUMBER_SYMBOLS = {"pi": sp.pi, "E": sp.E, "oo": sp.oo, "zoo": sp.zoo, "nan": sp.nan, "EulerGamma": sp.EulerGamma,
                    "GoldenRatio": sp.GoldenRatio, "Catalan": sp.Catalan}
@@ -53,11 +60,8 @@ def expr_to_text(expr: sp.Expr) -> str:
 
 def text_to_expr(text: str) -> sp.Expr:
     """Inverse of `expr_to_text`: walks Python's `ast`, builds sympy objects unevaluated; nothing is eval'ed."""
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        raise FormulaError(f"bad formula text {text[:80]!r}: {exc.msg}") from None
-    return _build(tree.body)
+    tree = read_expression(text, "formula text", MAX_WIRE_CHARS, MAX_WIRE_NODES, MAX_DEPTH)
+    return _build(tree)
 
 
 def _build(node: ast.AST) -> sp.Expr:
@@ -82,6 +86,8 @@ def _build(node: ast.AST) -> sp.Expr:
                 return sp.Rational(int(_build(args[0])), int(_build(args[1])))
             if name == "Float" and len(args) == 3:
                 man, exp, prec = (int(_build(a)) for a in args)
+                if abs(exp) > MAX_FLOAT_EXP or not 1 <= prec <= MAX_FLOAT_PREC:
+                    raise FormulaError(f"Float exponent or precision out of range in formula text: {exp}, {prec}")
                 return sp.Float(sp.Integer(man) * sp.Integer(2) ** exp, precision=prec)
             cls = getattr(sp, name, None)
             built = [_build(a) for a in args]
@@ -89,7 +95,7 @@ def _build(node: ast.AST) -> sp.Expr:
                 return cls(*built, evaluate=False)
             if name.isidentifier() and cls is None:
                 return sp.Function(name)(*built)
-    raise FormulaError(f"unexpected {ast.dump(node)[:80]} in formula text")
+    raise FormulaError(f"unexpected {excerpt(ast.dump(node))} in formula text")
 
 
 def _reserved() -> set[str]:
