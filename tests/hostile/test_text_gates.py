@@ -24,7 +24,7 @@ from gpact.expr.llm_parse import CandidateError, extract_candidates, to_formula
 
 EVAL = ["eval", "--tasks", "poly_cubic", "--seeds", "1", "--width", "4", "--steps", "2"]
 RUN = ["run", "--generations", "1", "--population", "4", "--steps", "2", "--width", "4", "--train-seeds", "1",
-       "--tasks", "smoke", "--holdout", "", "--evaluator", "reference"]
+       "--tasks", "smoke", "--validation", "", "--test", "", "--evaluator", "reference"]
 FAST = 5.0  # seconds: every refusal here takes well under one on a loaded 2-core machine
 
 
