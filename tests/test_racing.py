@@ -86,3 +86,14 @@ def test_a_raced_run_trains_front_members_on_every_network(tmp_path):
         assert checkpoint[row["key"]]["stage"] == 2 and len(checkpoint[row["key"]]["per_run"]) == 8
     gens = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert gens[-1]["networks"] > gens[0]["networks"] > 0 and len(gens[0]["stages"]) == 3
+
+
+def test_max_networks_stops_the_run_at_a_training_budget(tmp_path):
+    args = ["run", "--grammar", "minimal", "--generations", "5", "--population", "4", "--seed", "1",
+            "--tasks", "smoke", "--train-seeds", "1", "--steps", "5", "--width", "4", "--max-networks", "1",
+            "--validation", "", "--test", "", "--out", str(tmp_path), "--run-id", "b"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert "stopped by max networks after generation 0/5" in res.output
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["status"] == "stopped: max networks"
