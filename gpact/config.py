@@ -38,6 +38,41 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ProtocolDist:
+    """The training protocols networks draw from (gpact.train.protocol, docs/design.md §5), so that a winning
+    activation is not tuned to one training regime. Each (task, seed) network draws one value per field,
+    seeded by its task name, its seed and `seed`; one value pins a field, an empty tuple takes the run's
+    TrainConfig value (all empty: every network trains as before, bit for bit).
+    """
+
+    widths: tuple[int, ...] = (12, 16, 20)
+    depths: tuple[int, ...] = (1, 2, 3)
+    steps: tuple[int, ...] = (150, 200, 250)
+    lrs: tuple[float, ...] = (5e-3, 1e-2, 2e-2)
+    seed: int = 0  # salt of the draws: another value gives every network another protocol
+
+    def __post_init__(self) -> None:
+        for name in ("widths", "depths", "steps", "lrs"):  # lists (from JSON) become tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        ints = self.widths + self.depths + self.steps
+        _check([
+            (all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints),
+             "protocol widths, depths and steps must be whole numbers >= 1"),
+            (all(isinstance(v, int | float) and v > 0 for v in self.lrs), "protocol lrs must be > 0"),
+            (isinstance(self.seed, int) and self.seed >= 0, "protocol seed must be a whole number >= 0"),
+        ])
+
+    @classmethod
+    def fixed(cls) -> ProtocolDist:
+        """No randomisation: every network trains with the run's TrainConfig."""
+        return cls(widths=(), depths=(), steps=(), lrs=())
+
+    @property
+    def is_fixed(self) -> bool:
+        return all(len(getattr(self, f)) <= 1 for f in ("widths", "depths", "steps", "lrs"))
+
+
+@dataclass(frozen=True)
 class LLMConfig:
     """LLM crossover and mutation (gpact.search.llm, docs/llm.md); off unless a rate is above 0."""
 
@@ -102,6 +137,7 @@ class RunConfig:
     ray_address: str = ""  # "": start a local Ray; "auto" or host:port: join a running cluster
     chunk_timeout: float = 0.0  # seconds a worker may spend on one chunk before it is replaced; 0: no limit
     strategy: str = "gp"  # gpact.search.strategy.STRATEGIES: how the next candidates are chosen
+    protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
 
     def __post_init__(self) -> None:
         checks = [
@@ -135,6 +171,10 @@ class RunConfig:
             data["train"] = TrainConfig(**data["train"])
         if isinstance(data.get("llm"), dict):
             data["llm"] = LLMConfig(**data["llm"])
+        if "protocol" not in data:  # saved before protocols were drawn: it trained every network alike
+            data["protocol"] = ProtocolDist.fixed()
+        elif isinstance(data["protocol"], dict):
+            data["protocol"] = ProtocolDist(**data["protocol"])
         return cls(**data)
 
 

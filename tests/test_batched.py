@@ -168,7 +168,7 @@ def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
 
     exprs = [formula_to_sympy(t, FULL) for t in GOOD]
     want = evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu")
-    real, sizes = B.train_batched, []
+    real, sizes = B.train_nets, []
 
     def fussy(progs, *args):
         sizes.append(len(progs))
@@ -176,6 +176,6 @@ def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
             raise torch.OutOfMemoryError("pretend the device is full")
         return real(progs, *args)
 
-    monkeypatch.setattr(B, "train_batched", fussy)
+    monkeypatch.setattr(B, "train_nets", fussy)
     assert evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu") == want
     assert sizes[:3] == [4, 2, 1] and sizes.count(1) == 4

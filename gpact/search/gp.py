@@ -187,7 +187,7 @@ class Search:
         if pending:
             fits = self.backend.evaluate([an.expr for an, _, _ in pending.values()], self.grammar, self.tasks,
                                          self.seeds, self.cfg.train, evaluator=self.cfg.evaluator,
-                                         device=self.cfg.device, progress=progress)
+                                         device=self.cfg.device, progress=progress, protocol=self.cfg.protocol)
             for (key, (an, text, origin)), fit in zip(pending.items(), fits, strict=True):
                 state.records[key] = make_record(key, an, text, fit, state.generation, origin)
         for ind, ok in zip(individuals, accepted, strict=True):

@@ -86,5 +86,5 @@ def score_on_suite(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: R
     pset = make_pset(grammar)
     analyses = [analyse(tree_to_sympy(parse_tree(t, grammar, pset), grammar), grammar) for t in texts]
     fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, list(range(cfg.train_seeds)), cfg.train,
-                            evaluator=cfg.evaluator, device=cfg.device)
+                            evaluator=cfg.evaluator, device=cfg.device, protocol=cfg.protocol)
     return [make_record(an.key, an, t, f, -1) for t, an, f in zip(texts, analyses, fits, strict=True)]

@@ -17,6 +17,10 @@ Here the networks of a whole chunk of candidates are stacked:
 Initial weights come from `gpact.train.mlp.init_params`, as in the reference evaluator, and Adam follows
 torch.optim.Adam's arithmetic, so the two evaluators agree to float32 rounding (tests/test_batched.py
 states the tolerance). A formula the program lowering cannot express runs on the reference evaluator.
+
+With a protocol distribution (gpact.train.protocol), networks of one training differ in learning rate (a
+per-network rate in Adam) and steps (a network that has done its steps stops updating while the others go
+on); only width and depth change tensor shapes, so networks are grouped by those.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ from dataclasses import dataclass
 import sympy as sp
 import torch
 
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.train.fitness import Fitness, aggregate, evaluate_reference
 from gpact.train.interpreters import make_interpreter
 from gpact.train.mlp import DEFAULT_CONFIG, init_params, layer_sizes
 from gpact.train.program import MAX_REGS, Program, ProgramError, lower_all
+from gpact.train.protocol import draw, widest
 from gpact.train.reference import WORST, TrainResult
 from gpact.train.tasks import Task
 
@@ -80,16 +85,24 @@ class _Stack:
         return cls(flat, layers)
 
 
-def _initial_stack(tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig, n_cand: int, d_in: int,
-                   device: torch.device) -> _Stack:
-    """init_params per (task, seed), the first layer zero-padded to d_in inputs, repeated per candidate."""
+@dataclass(frozen=True)
+class Net:
+    """One network of a batched training: its task, initialisation seed and protocol."""
+
+    task: Task
+    seed: int
+    cfg: TrainConfig
+
+
+def _initial_stack(nets: list[Net], n_cand: int, d_in: int, device: torch.device) -> _Stack:
+    """init_params per network, the first layer zero-padded to d_in inputs, repeated per candidate."""
     per_net = []
-    for task in tasks:
-        for seed in seeds:
-            params = init_params(task.x_train.shape[1], cfg, seed)
-            w0, b0 = params[0]
-            params[0] = (torch.cat([w0, w0.new_zeros(d_in - w0.shape[0], w0.shape[1])]), b0)
-            per_net.append(params)
+    for net in nets:
+        params = init_params(net.task.x_train.shape[1], net.cfg, net.seed)
+        w0, b0 = params[0]
+        params[0] = (torch.cat([w0, w0.new_zeros(d_in - w0.shape[0], w0.shape[1])]), b0)
+        per_net.append(params)
+    cfg = nets[0].cfg
     sizes = layer_sizes(d_in, cfg)
     shapes = [torch.Size((n_cand * len(per_net), fi, fo)) for fi, fo in zip(sizes[:-1], sizes[1:], strict=True)]
     parts = []
@@ -100,16 +113,16 @@ def _initial_stack(tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig, n_
     return _Stack.view(torch.cat(parts).to(device, cfg.torch_dtype), shapes)
 
 
-def _data(tasks: list[Task], n_cand: int, n_seeds: int, d_in: int, split: str, device: torch.device,
-          dtype: torch.dtype):
-    """[P, N, d_in] inputs and [P, N, 1] targets, network p = (candidate, task, seed) in that order."""
+def _data(nets: list[Net], n_cand: int, d_in: int, split: str, device: torch.device, dtype: torch.dtype):
+    """[P, N, d_in] inputs and [P, N, 1] targets, network p = (candidate, net) in that order."""
     xs, ys = [], []
-    for task in tasks:
-        x, y = (task.x_train, task.y_train) if split == "train" else (task.x_ood, task.y_ood)
+    for net in nets:
+        t = net.task
+        x, y = (t.x_train, t.y_train) if split == "train" else (t.x_ood, t.y_ood)
         xs.append(torch.cat([x, x.new_zeros(x.shape[0], d_in - x.shape[1])], 1))
         ys.append(y)
-    x = torch.stack(xs).repeat_interleave(n_seeds, 0).repeat(n_cand, 1, 1)
-    y = torch.stack(ys).repeat_interleave(n_seeds, 0).repeat(n_cand, 1, 1)
+    x = torch.stack(xs).repeat(n_cand, 1, 1)
+    y = torch.stack(ys).repeat(n_cand, 1, 1)
     return x.to(device, dtype), y.to(device, dtype)
 
 
@@ -146,9 +159,13 @@ def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: to
 
 
 class _Adam:
-    """torch.optim.Adam's update (defaults betas 0.9, 0.999, eps 1e-8), on a whole flat buffer at once."""
+    """torch.optim.Adam's update (defaults betas 0.9, 0.999, eps 1e-8), on a whole flat buffer at once.
 
-    def __init__(self, params: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    `lr` is one rate, or a rate per parameter (per network, see `_per_param`); a parameter whose rate is 0
+    does not move, even where its gradient is not finite.
+    """
+
+    def __init__(self, params: torch.Tensor, lr: float | torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
         self.p, self.lr, self.betas, self.eps = params, lr, betas, eps
         self.m, self.v = torch.zeros_like(params), torch.zeros_like(params)
         self.t = 0
@@ -160,7 +177,23 @@ class _Adam:
         self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         step_size = self.lr / (1 - b1**self.t)
         denom = (self.v.sqrt() / math.sqrt(1 - b2**self.t)).add_(self.eps)
-        self.p.addcdiv_(self.m, denom, value=-step_size)
+        if isinstance(step_size, torch.Tensor):
+            self.p.sub_(torch.where(step_size > 0, self.m / denom * step_size, 0.0))
+        else:
+            self.p.addcdiv_(self.m, denom, value=-step_size)
+
+
+def _per_param(stack: _Stack, values: list[float], n_cand: int) -> torch.Tensor:
+    """A flat buffer like `stack.flat` holding, for every parameter, its network's value (`values` per net)."""
+    v = torch.tensor(values, dtype=stack.flat.dtype, device=stack.flat.device).repeat(n_cand)[:, None, None]
+    return torch.cat([v.expand_as(t).reshape(-1) for layer in stack.layers for t in layer])
+
+
+def _rates(stack: _Stack, nets: list[Net], n_cand: int, step: int) -> torch.Tensor | float:
+    """Adam's rate at `step`: one float when every network shares it, else per parameter, 0 once a network
+    has done its steps."""
+    lrs = [n.cfg.lr if step < n.cfg.steps else 0.0 for n in nets]
+    return lrs[0] if len(set(lrs)) == 1 else _per_param(stack, lrs, n_cand)
 
 
 _NONFINITE, _DIVERGED = 1, 2
@@ -188,22 +221,36 @@ def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequenc
 
     All tasks must share n_train and n_ood (evaluate_batched groups them); input dimensions may differ.
     """
+    return train_nets(programs, [Net(t, s, cfg) for t in tasks for s in seeds], device, kernel)
+
+
+def train_nets(programs: Sequence[Program], nets: list[Net], device: str | torch.device = "cpu",
+               kernel: str = "auto") -> list[list[TrainResult]]:
+    """Train every (program, net) network together; results[c][n].
+
+    The nets must share split sizes, width, depth, dtype and clip_loss; learning rate and steps may differ.
+    """
     device = torch.device(device)
-    n_cand, n_seeds = len(programs), len(seeds)
-    if not n_cand:
-        return []
-    shapes = {(t.x_train.shape[0], t.x_ood.shape[0]) for t in tasks}
-    if len(shapes) != 1:
+    n_cand = len(programs)
+    if not n_cand or not nets:
+        return [[] for _ in programs]
+    if len({(n.task.x_train.shape[0], n.task.x_ood.shape[0]) for n in nets}) != 1:
         raise ConfigError("train_batched needs tasks with equal n_train and n_ood")
-    d_in = max(t.x_train.shape[1] for t in tasks)
-    stack = _initial_stack(tasks, seeds, cfg, n_cand, d_in, device)
+    if len({(n.cfg.width, n.cfg.depth, n.cfg.dtype, n.cfg.clip_loss) for n in nets}) != 1:
+        raise ConfigError("train_nets needs networks of one width, depth, dtype and clip_loss")
+    cfg = nets[0].cfg
+    d_in = max(n.task.x_train.shape[1] for n in nets)
+    stack = _initial_stack(nets, n_cand, d_in, device)
     grads = _Stack.empty_like(stack)
-    x, y = _data(tasks, n_cand, n_seeds, d_in, "train", device, cfg.torch_dtype)
+    x, y = _data(nets, n_cand, d_in, "train", device, cfg.torch_dtype)
     act = make_interpreter(programs, device, cfg.torch_dtype, kernel)
-    adam = _Adam(stack.flat, cfg.lr)
+    adam = _Adam(stack.flat, _rates(stack, nets, n_cand, 0))
+    stops = {n.cfg.steps for n in nets}  # steps at which some networks stop updating
     failed = torch.zeros(x.shape[0], dtype=torch.int8, device=device)
     with torch.no_grad():
-        for step in range(cfg.steps):
+        for step in range(max(stops)):
+            if step in stops:
+                adam.lr = _rates(stack, nets, n_cand, step)
             out, saved, h_last = _forward(stack, x, act, n_cand, deriv=True)
             err = out - y
             _check(err.square().mean((1, 2)), failed, cfg.clip_loss)
@@ -215,7 +262,7 @@ def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequenc
         _record(failed, torch.where(finite, 0, _NONFINITE))
         id_loss = _mse(_forward(stack, x, act, n_cand, deriv=False)[0], y)
         _check(id_loss, failed, cfg.clip_loss)
-        x_ood, y_ood = _data(tasks, n_cand, n_seeds, d_in, "ood", device, cfg.torch_dtype)
+        x_ood, y_ood = _data(nets, n_cand, d_in, "ood", device, cfg.torch_dtype)
         ood_loss = _mse(_forward(stack, x_ood, act, n_cand, deriv=False)[0], y_ood)
         _record(failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
     per_net = zip(failed.tolist(), id_loss.tolist(), ood_loss.tolist(), strict=True)
@@ -223,7 +270,7 @@ def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequenc
         TrainResult(WORST, WORST, True, _REASONS[f]) if f else TrainResult(min(i, WORST), min(o, WORST), False)
         for f, i, o in per_net
     ]
-    per_cand = len(tasks) * n_seeds
+    per_cand = len(nets)
     return [results[c * per_cand: (c + 1) * per_cand] for c in range(n_cand)]
 
 
@@ -261,24 +308,34 @@ def chunk_candidates(tasks: list[Task], n_seeds: int, cfg: TrainConfig = DEFAULT
     return max(1, memory_budget(dev) // bytes_per_candidate(tasks, n_seeds, cfg, n_regs))
 
 
-def _train_chunk(progs: list[Program], groups: dict[tuple[int, int], list[Task]], seeds: Sequence[int],
-                 cfg: TrainConfig, dev: torch.device, kernel: str) -> list[dict[str, list[TrainResult]]]:
-    """Per candidate, task name -> its results over seeds; one train_batched per group of equal-size tasks."""
-    losses: list[dict[str, list[TrainResult]]] = [{} for _ in progs]
-    for group in groups.values():
-        for j, res in enumerate(train_batched(progs, group, seeds, cfg, dev, kernel)):
-            for k, task in enumerate(group):
-                losses[j][task.spec.name] = res[k * len(seeds): (k + 1) * len(seeds)]
-    return losses
+def _group_nets(nets: list[Net]) -> list[list[int]]:
+    """Indices of the nets that can train in one tensor program: equal split sizes, width and depth."""
+    groups: dict[tuple[int, int, int, int], list[int]] = defaultdict(list)
+    for i, n in enumerate(nets):
+        groups[(n.task.x_train.shape[0], n.task.x_ood.shape[0], n.cfg.width, n.cfg.depth)].append(i)
+    return list(groups.values())
+
+
+def _train_chunk(progs: list[Program], nets: list[Net], groups: list[list[int]], dev: torch.device,
+                 kernel: str) -> list[list[TrainResult]]:
+    """Per candidate, the results of every net in `nets` order; one train_nets per group."""
+    results: list[list[TrainResult]] = [[None] * len(nets) for _ in progs]  # type: ignore[list-item]
+    for group in groups:
+        for j, res in enumerate(train_nets(progs, [nets[i] for i in group], dev, kernel)):
+            for i, r in zip(group, res, strict=True):
+                results[j][i] = r
+    return results
 
 
 def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: list[Task], seeds: Sequence[int],
                      cfg: TrainConfig = DEFAULT_CONFIG, device: str = "auto",
-                     progress: Progress | None = None, kernel: str = "auto") -> list[Fitness]:
+                     progress: Progress | None = None, kernel: str = "auto",
+                     protocol: ProtocolDist | None = None) -> list[Fitness]:
     """Score formulas like `fitness.evaluate_reference` does, all lowered ones trained together.
 
     Candidates are split into chunks by the memory estimate (halved and retried if the device still runs
-    out of memory), and tasks into groups of equal split sizes.
+    out of memory), and networks into groups of equal split sizes, width and depth (`protocol` draws
+    those per (task, seed) network; None: all train with `cfg`).
     A formula with no program form (an `import:` primitive with no base op) runs on the reference path.
     """
     if not tasks or not seeds:
@@ -290,15 +347,15 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
     total, done = len(exprs), 0
     if todo:
         n_regs = max(lowered[i].n_regs for i in todo)
-        chunk = chunk_candidates(tasks, len(seeds), cfg, dev, n_regs)
-        groups: dict[tuple[int, int], list[Task]] = defaultdict(list)
-        for t in tasks:
-            groups[(t.x_train.shape[0], t.x_ood.shape[0])].append(t)
+        chunk = chunk_candidates(tasks, len(seeds), widest(protocol, cfg), dev, n_regs)
+        nets = [Net(t, s, draw(protocol, cfg, t.spec.name, s)) for t in tasks for s in seeds]
+        groups = _group_nets(nets)
+        n_seeds = len(seeds)
         start = 0
         while start < len(todo):
             ids = todo[start: start + chunk]
             try:
-                losses = _train_chunk([lowered[i] for i in ids], groups, seeds, cfg, dev, kernel)
+                results = _train_chunk([lowered[i] for i in ids], nets, groups, dev, kernel)
             except torch.OutOfMemoryError:
                 if len(ids) == 1:
                     raise
@@ -307,7 +364,8 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
                     torch.cuda.empty_cache()
                 continue
             for j, i in enumerate(ids):
-                out[i] = aggregate({t.spec.name: losses[j][t.spec.name] for t in tasks}, seeds)
+                out[i] = aggregate({t.spec.name: results[j][k * n_seeds: (k + 1) * n_seeds]
+                                    for k, t in enumerate(tasks)}, seeds)
             start += len(ids)
             done += len(ids)
             if progress:
@@ -316,7 +374,7 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
     for i, p in enumerate(lowered):
         if isinstance(p, ProgramError):
-            out[i] = evaluate_reference(compile_expr(exprs[i], grammar), tasks, seeds, cfg)
+            out[i] = evaluate_reference(compile_expr(exprs[i], grammar), tasks, seeds, cfg, protocol)
             done += 1
             if progress:
                 progress(done, total)
@@ -324,5 +382,6 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
 
 __all__ = [
-    "train_batched", "evaluate_batched", "chunk_candidates", "bytes_per_candidate", "memory_budget", "resolve_device",
+    "train_batched", "train_nets", "Net", "evaluate_batched", "chunk_candidates", "bytes_per_candidate",
+    "memory_budget", "resolve_device",
 ]  # fmt: skip
