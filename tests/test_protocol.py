@@ -80,6 +80,8 @@ def test_gpact_run_with_the_random_protocol(tmp_path):
     assert saved["train"]["steps"] == 15 and saved["train"]["lr"] == 0.02
     dist = RunConfig.from_dict(saved).protocol
     assert dist.steps == () and dist.lrs == () and dist.widths == ProtocolDist().widths  # given options pin
+    res = CliRunner().invoke(main, ["run", "--resume", str(tmp_path / "r"), "--protocol", "fixed"])  # changes scores
+    assert res.exit_code == 2 and f"protocol.widths: run {list(ProtocolDist().widths)}, now []" in res.output
     res = CliRunner().invoke(main, [*args, "--protocol", "fixed", "--run-id", "f"])
     assert res.exit_code == 0, res.output
     assert RunConfig.from_dict(json.loads((tmp_path / "f" / "config.json").read_text())).protocol.is_fixed
