@@ -12,7 +12,7 @@ from gpact.errors import ConfigError
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.expr.trees import compile_expr, formula_to_sympy
 from gpact.report.bench import candidate_mix
-from gpact.train.batched import Net, chunk_candidates, evaluate_batched, train_batched, train_nets
+from gpact.train.batched import Net, chunk_candidates, evaluate_batched, train_batched, train_groups, train_nets
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import evaluate_reference
 from gpact.train.interpreters import Interpreter, LoopInterpreter
@@ -169,7 +169,7 @@ def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
 
     exprs = [formula_to_sympy(t, FULL) for t in GOOD]
     want = evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu")
-    real, sizes = B.train_nets, []
+    real, sizes = B.train_groups, []
 
     def fussy(progs, *args):
         sizes.append(len(progs))
@@ -177,7 +177,7 @@ def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
             raise torch.OutOfMemoryError("pretend the device is full")
         return real(progs, *args)
 
-    monkeypatch.setattr(B, "train_nets", fussy)
+    monkeypatch.setattr(B, "train_groups", fussy)
     assert evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu") == want
     assert sizes[:3] == [4, 2, 1] and sizes.count(1) == 4
 
@@ -224,3 +224,15 @@ def test_a_fixed_distribution_gives_todays_numbers_bit_for_bit():
         assert evaluate_batched(exprs, FULL, TASKS, [0, 1], CFG, device="cpu", protocol=dist) == today
     act = compile_expr(exprs[0], FULL)
     assert evaluate_reference(act, TASKS, [0], CFG, ProtocolDist.fixed()) == evaluate_reference(act, TASKS, [0], CFG)
+
+
+def test_groups_in_lockstep_give_each_group_its_own_numbers():
+    """train_groups shares one activation call per layer among groups of other widths, depths and sizes."""
+    tasks = make_suite("feynman_I.12.4,poly_cubic", n_train=40, n_ood=24) + TASKS[1:]
+    groups = [[Net(tasks[0], 0, dataclasses.replace(CFG, width=4, depth=1, steps=25)),
+               Net(tasks[1], 1, dataclasses.replace(CFG, width=4, depth=1, steps=15, lr=2e-2))],
+              [Net(tasks[1], 0, dataclasses.replace(CFG, width=6, depth=3, steps=20))],
+              [Net(tasks[2], 2, dataclasses.replace(CFG, width=5, depth=2, steps=10))]]
+    progs = _programs(["gelu(x)", "x*sin(x)", BAD[0]])
+    together = train_groups(progs, groups)
+    assert together == [train_nets(progs, nets) for nets in groups]

@@ -20,7 +20,9 @@ states the tolerance). A formula the program lowering cannot express runs on the
 
 With a protocol distribution (gpact.train.protocol), networks of one training differ in learning rate (a
 per-network rate in Adam) and steps (a network that has done its steps stops updating while the others go
-on); only width and depth change tensor shapes, so networks are grouped by those.
+on). Width and depth change tensor shapes, so networks are grouped by those, and the groups train in
+lockstep: their hidden layers i share one activation call per step, so the call count does not grow
+with the number of groups.
 """
 
 from __future__ import annotations
@@ -126,18 +128,34 @@ def _data(nets: list[Net], n_cand: int, d_in: int, split: str, device: torch.dev
     return x.to(device, dtype), y.to(device, dtype)
 
 
-def _forward(stack: _Stack, x: torch.Tensor, act: Callable, n_cand: int, deriv: bool):
-    """Network outputs [P, N, 1], and per hidden layer (its input, act' at its pre-activation)."""
-    h, saved = x, []
-    last = len(stack.layers) - 1
-    for i, (w, b) in enumerate(stack.layers):
-        z = torch.baddbmm(b, h, w)
-        if i == last:
-            return z, saved, h
-        a, d = act(z.view(n_cand, -1), deriv)
-        saved.append((h, None if d is None else d.view_as(z)))
-        h = a.view_as(z)
-    raise AssertionError("unreachable")
+def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand: int, deriv: bool):
+    """Per stack: network outputs [P, N, 1], per hidden layer (its input, act' at its pre-activation), and
+    the last hidden output. Stacks (of different widths, depths, sizes) go through layer i together: one
+    activation call for all their hidden layers i, on each candidate's pre-activations side by side."""
+    hs, saved = list(xs), [[] for _ in stacks]
+    outs: list[torch.Tensor | None] = [None] * len(stacks)
+    lasts: list[torch.Tensor | None] = [None] * len(stacks)
+    for i in range(max(len(s.layers) for s in stacks)):
+        hidden = []
+        for g, stack in enumerate(stacks):
+            if i < len(stack.layers):
+                w, b = stack.layers[i]
+                z = torch.baddbmm(b, hs[g], w)
+                if i == len(stack.layers) - 1:
+                    outs[g], lasts[g] = z, hs[g]
+                else:
+                    hidden.append((g, z))
+        if not hidden:
+            continue
+        flat = [z.view(n_cand, -1) for _, z in hidden]
+        a, d = act(flat[0] if len(flat) == 1 else torch.cat(flat, 1), deriv)
+        off = 0
+        for (g, z), f in zip(hidden, flat, strict=True):
+            cols = slice(off, off + f.shape[1])
+            off += f.shape[1]
+            saved[g].append((hs[g], None if d is None else d[:, cols].reshape(z.shape)))
+            hs[g] = a[:, cols].reshape(z.shape)
+    return outs, saved, lasts
 
 
 def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor) -> None:
@@ -230,47 +248,94 @@ def train_nets(programs: Sequence[Program], nets: list[Net], device: str | torch
 
     The nets must share split sizes, width, depth, dtype and clip_loss; learning rate and steps may differ.
     """
-    device = torch.device(device)
-    n_cand = len(programs)
-    if not n_cand or not nets:
-        return [[] for _ in programs]
+    return train_groups(programs, [nets], device, kernel)[0]
+
+
+@dataclass
+class _Group:
+    """One group's training state: nets of one shape, their parameters, data, optimiser and failures."""
+
+    nets: list[Net]
+    stack: _Stack
+    grads: _Stack
+    x: torch.Tensor
+    y: torch.Tensor
+    adam: _Adam
+    failed: torch.Tensor
+    steps: int  # its longest network's steps; 0 once every network has failed
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.nets[0].cfg
+
+
+def _start(nets: list[Net], n_cand: int, device: torch.device) -> _Group:
     if len({(n.task.x_train.shape[0], n.task.x_ood.shape[0]) for n in nets}) != 1:
         raise ConfigError("train_batched needs tasks with equal n_train and n_ood")
     if len({(n.cfg.width, n.cfg.depth, n.cfg.dtype, n.cfg.clip_loss) for n in nets}) != 1:
         raise ConfigError("train_nets needs networks of one width, depth, dtype and clip_loss")
-    cfg = nets[0].cfg
     d_in = max(n.task.x_train.shape[1] for n in nets)
     stack = _initial_stack(nets, n_cand, d_in, device)
-    grads = _Stack.empty_like(stack)
-    x, y = _data(nets, n_cand, d_in, "train", device, cfg.torch_dtype)
-    act = make_interpreter(programs, device, cfg.torch_dtype, kernel)
-    adam = _Adam(stack.flat, _rates(stack, nets, n_cand, 0))
-    stops = {n.cfg.steps for n in nets}  # steps at which some networks stop updating
+    x, y = _data(nets, n_cand, d_in, "train", device, nets[0].cfg.torch_dtype)
     failed = torch.zeros(x.shape[0], dtype=torch.int8, device=device)
+    return _Group(nets, stack, _Stack.empty_like(stack), x, y, _Adam(stack.flat, _rates(stack, nets, n_cand, 0)),
+                  failed, max(n.cfg.steps for n in nets))
+
+
+def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: str | torch.device = "cpu",
+                 kernel: str = "auto") -> list[list[list[TrainResult]]]:
+    """Train groups of nets (each as `train_nets` takes them) in lockstep; results[g][c][n].
+
+    Each step, every group's hidden layer i goes through one activation call, so the call count follows
+    the deepest group, not the number of groups. Groups must share the dtype.
+    """
+    device = torch.device(device)
+    n_cand = len(programs)
+    if not n_cand or not groups:
+        return [[[] for _ in programs] for _ in groups]
+    if len({n.cfg.dtype for nets in groups for n in nets}) != 1:
+        raise ConfigError("train_groups needs networks of one dtype")
+    state = [_start(nets, n_cand, device) for nets in groups]
+    dtype = state[0].cfg.torch_dtype
+    act = make_interpreter(programs, device, dtype, kernel)
     with torch.no_grad():
-        for step in range(max(stops)):
-            if step in stops:
-                adam.lr = _rates(stack, nets, n_cand, step)
-            out, saved, h_last = _forward(stack, x, act, n_cand, deriv=True)
-            err = out - y
-            _check(err.square().mean((1, 2)), failed, cfg.clip_loss)
-            _backward(stack, grads, err, saved, h_last)
-            adam.step(grads.flat)
-            if step % 64 == 63 and bool((failed != 0).all()):
-                break  # everything diverged: nothing left to learn
-        finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for layer in stack.layers for t in layer]).all(0)
-        _record(failed, torch.where(finite, 0, _NONFINITE))
-        id_loss = _mse(_forward(stack, x, act, n_cand, deriv=False)[0], y)
-        _check(id_loss, failed, cfg.clip_loss)
-        x_ood, y_ood = _data(nets, n_cand, d_in, "ood", device, cfg.torch_dtype)
-        ood_loss = _mse(_forward(stack, x_ood, act, n_cand, deriv=False)[0], y_ood)
-        _record(failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
-    per_net = zip(failed.tolist(), id_loss.tolist(), ood_loss.tolist(), strict=True)
+        for step in range(max(g.steps for g in state)):
+            live = [g for g in state if step < g.steps]
+            if not live:
+                break  # every network of every group diverged
+            for g in live:
+                if step in {n.cfg.steps for n in g.nets}:
+                    g.adam.lr = _rates(g.stack, g.nets, n_cand, step)
+            outs, saved, lasts = _forward([g.stack for g in live], [g.x for g in live], act, n_cand, deriv=True)
+            for g, out, sv, h_last in zip(live, outs, saved, lasts, strict=True):
+                err = out - g.y
+                _check(err.square().mean((1, 2)), g.failed, g.cfg.clip_loss)
+                _backward(g.stack, g.grads, err, sv, h_last)
+                g.adam.step(g.grads.flat)
+                if step % 64 == 63 and bool((g.failed != 0).all()):
+                    g.steps = 0  # everything diverged: nothing left to learn
+        for g in state:
+            finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for layer in g.stack.layers for t in layer])
+            _record(g.failed, torch.where(finite.all(0), 0, _NONFINITE))
+        stacks = [g.stack for g in state]
+        id_losses = [_mse(out, g.y) for out, g in
+                     zip(_forward(stacks, [g.x for g in state], act, n_cand, deriv=False)[0], state, strict=True)]
+        ood = [_data(g.nets, n_cand, g.x.shape[2], "ood", device, dtype) for g in state]
+        ood_losses = [_mse(out, y) for out, (_, y) in
+                      zip(_forward(stacks, [x for x, _ in ood], act, n_cand, deriv=False)[0], ood, strict=True)]
+        for g, id_loss, ood_loss in zip(state, id_losses, ood_losses, strict=True):
+            _check(id_loss, g.failed, g.cfg.clip_loss)
+            _record(g.failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
+    return [_results(g, i, o, n_cand) for g, i, o in zip(state, id_losses, ood_losses, strict=True)]
+
+
+def _results(g: _Group, id_loss: torch.Tensor, ood_loss: torch.Tensor, n_cand: int) -> list[list[TrainResult]]:
+    per_net = zip(g.failed.tolist(), id_loss.tolist(), ood_loss.tolist(), strict=True)
     results = [
         TrainResult(WORST, WORST, True, _REASONS[f]) if f else TrainResult(min(i, WORST), min(o, WORST), False)
         for f, i, o in per_net
     ]
-    per_cand = len(nets)
+    per_cand = len(g.nets)
     return [results[c * per_cand: (c + 1) * per_cand] for c in range(n_cand)]
 
 
@@ -318,10 +383,11 @@ def _group_nets(nets: list[Net]) -> list[list[int]]:
 
 def _train_chunk(progs: list[Program], nets: list[Net], groups: list[list[int]], dev: torch.device,
                  kernel: str) -> list[list[TrainResult]]:
-    """Per candidate, the results of every net in `nets` order; one train_nets per group."""
+    """Per candidate, the results of every net in `nets` order; all groups in one train_groups."""
     results: list[list[TrainResult]] = [[None] * len(nets) for _ in progs]  # type: ignore[list-item]
-    for group in groups:
-        for j, res in enumerate(train_nets(progs, [nets[i] for i in group], dev, kernel)):
+    trained = train_groups(progs, [[nets[i] for i in group] for group in groups], dev, kernel)
+    for group, per_cand in zip(groups, trained, strict=True):
+        for j, res in enumerate(per_cand):
             for i, r in zip(group, res, strict=True):
                 results[j][i] = r
     return results
@@ -382,6 +448,6 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
 
 __all__ = [
-    "train_batched", "train_nets", "Net", "evaluate_batched", "chunk_candidates", "bytes_per_candidate",
+    "train_batched", "train_nets", "train_groups", "Net", "evaluate_batched", "chunk_candidates", "bytes_per_candidate",
     "memory_budget", "resolve_device",
 ]  # fmt: skip
