@@ -45,7 +45,7 @@ class ProtocolDist:
     TrainConfig value (all empty: every network trains as before, bit for bit).
     """
 
-    widths: tuple[int, ...] = (12, 20)  # each width and depth is one more training per step (batched.py)
+    widths: tuple[int, ...] = (12, 16, 20)
     depths: tuple[int, ...] = (1, 2, 3)
     steps: tuple[int, ...] = (150, 200, 250)
     lrs: tuple[float, ...] = (5e-3, 1e-2, 2e-2)
