@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from gpact.config import OBJECTIVES, LLMConfig, RunConfig
+from gpact.config import OBJECTIVES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
 from gpact.errors import GpactError
 from gpact.search.strategy import STRATEGIES
 
@@ -70,8 +70,17 @@ def main() -> None:
                    "(docs/tasks.md); or " + TASKS_HELP[0].lower() + TASKS_HELP[1:])
 @click.option("--train-seeds", type=int, default=RunConfig.train_seeds, show_default=True,
               help="Network initialisations per task (the score takes their median).")
-@click.option("--steps", type=int, default=None, help="Training steps per network [default: 200].")
-@click.option("--width", type=int, default=None, help="Hidden width of the MLPs [default: 16].")
+@click.option("--protocol", type=click.Choice(["random", "fixed"]), default="random", show_default=True,
+              help="random: each (task, seed) network draws width, depth, steps and lr from the run's distribution "
+                   "(docs/design.md §5); fixed: all train alike. --width/--depth/--steps/--lr given pin theirs.")
+@click.option("--steps", type=int, default=None, help="Training steps per network [default: random: "
+              f"{'/'.join(map(str, ProtocolDist.steps))}; fixed: {RunConfig().train.steps}].")
+@click.option("--width", type=int, default=None, help="Hidden width of the MLPs [default: random: "
+              f"{'/'.join(map(str, ProtocolDist.widths))}; fixed: {RunConfig().train.width}].")
+@click.option("--depth", type=int, default=None, help="Hidden layers of the MLPs [default: random: "
+              f"{'/'.join(map(str, ProtocolDist.depths))}; fixed: {RunConfig().train.depth}].")
+@click.option("--lr", type=float, default=None, help="Adam learning rate [default: random: "
+              f"{'/'.join(map(str, ProtocolDist.lrs))}; fixed: {RunConfig().train.lr}].")
 @click.option("--evaluator", type=click.Choice(["auto", "reference", "batched"]), default="auto", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--validation", default=RunConfig.validation, show_default=True,
@@ -116,7 +125,7 @@ def main() -> None:
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
-        workers, ray_address, chunk_timeout, strategy):
+        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -128,8 +137,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
     if resume:
         result = run_search(_resume_config(click.get_current_context(), resume), echo=click.echo, resume=resume)
         sys.exit(result.exit_code)
-    train = RunConfig().train
-    train = dataclasses.replace(train, steps=steps or train.steps, width=width or train.width)
+    train, dist = _training(protocol, width=width, depth=depth, steps=steps, lr=lr)
     cfg = RunConfig(grammar=grammar, generations=generations, time_limit=parse_duration(time_limit),
                     max_evals=max_evals, population=population, seed=seed, tasks=tasks,
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, validation=validation,
@@ -140,11 +148,22 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
                     strategy=strategy)
+    cfg = dataclasses.replace(cfg, protocol=dist)
     sys.exit(run_search(cfg, echo=click.echo).exit_code)
 
 
+def _training(choice: str, **pins) -> tuple[TrainConfig, ProtocolDist]:
+    """The run's TrainConfig and protocol distribution; a pin given (width=32) fixes that field for all networks."""
+    given = {k: v for k, v in pins.items() if v is not None}
+    dist = ProtocolDist() if choice == "random" else ProtocolDist.fixed()
+    fields = {"width": "widths", "depth": "depths", "steps": "steps", "lr": "lrs"}
+    return (dataclasses.replace(RunConfig().train, **given),
+            dataclasses.replace(dist, **{fields[k]: () for k in given}))  # (): the TrainConfig's value
+
+
 # `gpact run` options whose config key differs from the option name; the rest map one to one.
-_CONFIG_KEYS = {"steps": "train.steps", "width": "train.width", "out_dir": "out_dir",
+_CONFIG_KEYS = {"steps": "train.steps", "width": "train.width", "depth": "train.depth", "lr": "train.lr",
+                "out_dir": "out_dir",
                 **{f"llm_{k}": f"llm.{k}" for k in ("base_url", "model", "api_key_env", "rate", "mutation_rate",
                                                      "max_calls", "timeout")}}
 
@@ -161,6 +180,8 @@ def _resume_config(ctx: click.Context, run_dir: str) -> RunConfig:
         if name == "resume" or ctx.get_parameter_source(name) != ParameterSource.COMMANDLINE:
             continue
         overrides[_CONFIG_KEYS.get(name, name)] = parse_duration(value) if name == "time_limit" else value
+        if name == "protocol":
+            overrides[name] = dataclasses.asdict(_training(value)[1])
     return resume_config(run_dir, overrides)
 
 

@@ -39,6 +39,41 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ProtocolDist:
+    """The training protocols networks draw from (gpact.train.protocol, docs/design.md §5), so that a winning
+    activation is not tuned to one training regime. Each (task, seed) network draws one value per field,
+    seeded by its task name, its seed and `seed`; one value pins a field, an empty tuple takes the run's
+    TrainConfig value (all empty: every network trains as before, bit for bit).
+    """
+
+    widths: tuple[int, ...] = (12, 16, 20)
+    depths: tuple[int, ...] = (1, 2, 3)
+    steps: tuple[int, ...] = (150, 200, 250)
+    lrs: tuple[float, ...] = (5e-3, 1e-2, 2e-2)
+    seed: int = 0  # salt of the draws: another value gives every network another protocol
+
+    def __post_init__(self) -> None:
+        for name in ("widths", "depths", "steps", "lrs"):  # lists (from JSON) become tuples
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        ints = self.widths + self.depths + self.steps
+        _check([
+            (all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in ints),
+             "protocol widths, depths and steps must be whole numbers >= 1"),
+            (all(isinstance(v, int | float) and v > 0 for v in self.lrs), "protocol lrs must be > 0"),
+            (isinstance(self.seed, int) and self.seed >= 0, "protocol seed must be a whole number >= 0"),
+        ])
+
+    @classmethod
+    def fixed(cls) -> ProtocolDist:
+        """No randomisation: every network trains with the run's TrainConfig."""
+        return cls(widths=(), depths=(), steps=(), lrs=())
+
+    @property
+    def is_fixed(self) -> bool:
+        return all(len(getattr(self, f)) <= 1 for f in ("widths", "depths", "steps", "lrs"))
+
+
+@dataclass(frozen=True)
 class LLMConfig:
     """LLM crossover and mutation (gpact.search.llm, docs/llm.md); off unless a rate is above 0."""
 
@@ -111,6 +146,7 @@ class RunConfig:
     race_eta: int = 3  # racing: the best 1/eta of each stage go on to eta times more networks; 1: no racing
     race_start: int = 4  # networks per new function in racing's first stage
     max_networks: int = 0  # stop once the search has trained this many networks (its training budget); 0: none
+    protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
 
     def __post_init__(self) -> None:
         checks = [
@@ -149,6 +185,10 @@ class RunConfig:
             data["train"] = TrainConfig(**data["train"])
         if isinstance(data.get("llm"), dict):
             data["llm"] = LLMConfig(**data["llm"])
+        if "protocol" not in data:  # saved before protocols were drawn: it trained every network alike
+            data["protocol"] = ProtocolDist.fixed()
+        elif isinstance(data["protocol"], dict):
+            data["protocol"] = ProtocolDist(**data["protocol"])
         return cls(**data)
 
 

@@ -19,20 +19,20 @@ from gpact.backends.worker import evaluate_chunk
 TESTS = str(Path(__file__).resolve().parent)
 
 
-def kill_chunk_0_once(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt):
+def kill_chunk_0_once(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt, protocol=None):
     """Every call's first chunk: its worker dies on the first attempt; the retry runs."""
     if chunk == 0 and attempt == 0:
         os._exit(3)
-    return evaluate_chunk(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt)
+    return evaluate_chunk(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt, protocol)
 
 
-def kill_chunk_0_hang_chunk_1(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt):
+def kill_chunk_0_hang_chunk_1(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt, protocol=None):
     """Chunk 0's worker dies on every attempt; chunk 1's hangs on the first (for the chunk timeout)."""
     if chunk == 0:
         os._exit(3)
     if chunk == 1 and attempt == 0:
         time.sleep(3600)
-    return evaluate_chunk(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt)
+    return evaluate_chunk(exprs, grammar, tasks, seeds, cfg, evaluator, device, chunk, attempt, protocol)
 
 
 def use_faults(monkeypatch, name: str | None = None) -> str:

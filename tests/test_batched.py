@@ -7,16 +7,17 @@ import pytest
 import sympy as sp
 import torch
 
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.expr.trees import compile_expr, formula_to_sympy
 from gpact.report.bench import candidate_mix
-from gpact.train.batched import chunk_candidates, evaluate_batched, train_batched
+from gpact.train.batched import Net, chunk_candidates, evaluate_batched, train_batched, train_groups, train_nets
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import evaluate_reference
 from gpact.train.interpreters import Interpreter, LoopInterpreter
 from gpact.train.program import lower
+from gpact.train.protocol import draw
 from gpact.train.reference import WORST, train_reference
 from gpact.train.tasks import make_suite, make_task
 
@@ -168,7 +169,7 @@ def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
 
     exprs = [formula_to_sympy(t, FULL) for t in GOOD]
     want = evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu")
-    real, sizes = B.train_batched, []
+    real, sizes = B.train_groups, []
 
     def fussy(progs, *args):
         sizes.append(len(progs))
@@ -176,6 +177,62 @@ def test_out_of_memory_halves_the_chunk_and_retries(monkeypatch):
             raise torch.OutOfMemoryError("pretend the device is full")
         return real(progs, *args)
 
-    monkeypatch.setattr(B, "train_batched", fussy)
+    monkeypatch.setattr(B, "train_groups", fussy)
     assert evaluate_batched(exprs, FULL, TASKS, [0], CFG, device="cpu") == want
     assert sizes[:3] == [4, 2, 1] and sizes.count(1) == 4
+
+
+# Protocol randomisation: float64, so the two evaluators agree far more closely than RTOL.
+SMALL = ProtocolDist(widths=(4, 6), depths=(1, 2), steps=(12, 20, 30), lrs=(5e-3, 2e-2))
+CFG64 = dataclasses.replace(CFG, dtype="float64")
+
+
+def test_networks_with_their_own_lr_and_steps_match_the_reference_in_one_training():
+    nets = [Net(t, s, dataclasses.replace(CFG64, width=5, steps=st, lr=lr))
+            for t, s, st, lr in [(TASKS[0], 0, 10, 1e-2), (TASKS[1], 0, 25, 3e-2), (TASKS[0], 1, 25, 5e-3),
+                                 (TASKS[1], 2, 17, 1e-2)]]
+    texts = ["gelu(x)", "tanh(x) + x", BAD[0]]
+    results = train_nets(_programs(texts), nets)
+    for text, res in zip(texts, results, strict=True):
+        act = compile_expr(formula_to_sympy(text, FULL), FULL)
+        for net, got in zip(nets, res, strict=True):
+            want = train_reference(act, net.task, net.seed, net.cfg)
+            assert got.diverged == want.diverged and got.reason == want.reason, (text, net.cfg)
+            assert got.ood_loss == pytest.approx(want.ood_loss, rel=1e-9), (text, net.cfg)
+            assert got.id_loss == pytest.approx(want.id_loss, rel=1e-9), (text, net.cfg)
+
+
+def test_batched_matches_reference_under_a_random_protocol():
+    tasks = make_suite("feynman_I.12.4,poly_cubic,harmonic_2", n_train=40, n_ood=24)
+    seeds = [0, 1, 2]
+    assert len({(c.width, c.depth) for c in (draw(SMALL, CFG64, t.spec.name, s) for t in tasks for s in seeds)}) > 1
+    exprs = [formula_to_sympy(t, FULL) for t in ["gelu(x)", "x*sin(x)", BAD[1]]]
+    got = evaluate_population(exprs, FULL, tasks, seeds, CFG64, evaluator="batched", protocol=SMALL)
+    want = evaluate_population(exprs, FULL, tasks, seeds, CFG64, evaluator="reference", protocol=SMALL)
+    for g, w in zip(got, want, strict=True):
+        assert g.per_run.keys() == w.per_run.keys() and g.diverged == w.diverged
+        assert list(g.per_run.values()) == pytest.approx(list(w.per_run.values()), rel=1e-9)
+    fixed = evaluate_population(exprs, FULL, tasks, seeds, CFG64, evaluator="reference")
+    assert fixed[0].per_run != want[0].per_run  # the draws changed the training
+
+
+def test_a_fixed_distribution_gives_todays_numbers_bit_for_bit():
+    exprs = [formula_to_sympy(t, FULL) for t in GOOD[:2] + BAD[:1]]
+    today = evaluate_batched(exprs, FULL, TASKS, [0, 1], CFG, device="cpu")
+    pinned = ProtocolDist(widths=(CFG.width,), depths=(CFG.depth,), steps=(CFG.steps,), lrs=(CFG.lr,))
+    for dist in (ProtocolDist.fixed(), pinned):
+        assert evaluate_batched(exprs, FULL, TASKS, [0, 1], CFG, device="cpu", protocol=dist) == today
+    act = compile_expr(exprs[0], FULL)
+    assert evaluate_reference(act, TASKS, [0], CFG, ProtocolDist.fixed()) == evaluate_reference(act, TASKS, [0], CFG)
+
+
+def test_groups_in_lockstep_give_each_group_its_own_numbers():
+    """train_groups shares one activation call per layer among groups of other widths, depths and sizes."""
+    tasks = make_suite("feynman_I.12.4,poly_cubic", n_train=40, n_ood=24) + TASKS[1:]
+    groups = [[Net(tasks[0], 0, dataclasses.replace(CFG, width=4, depth=1, steps=25)),
+               Net(tasks[1], 1, dataclasses.replace(CFG, width=4, depth=1, steps=15, lr=2e-2))],
+              [Net(tasks[1], 0, dataclasses.replace(CFG, width=6, depth=3, steps=20))],
+              [Net(tasks[2], 2, dataclasses.replace(CFG, width=5, depth=2, steps=10))]]
+    progs = _programs(["gelu(x)", "x*sin(x)", BAD[0]])
+    together = train_groups(progs, groups)
+    assert together == [train_nets(progs, nets) for nets in groups]

@@ -10,13 +10,14 @@ from typing import Protocol
 
 import sympy as sp
 
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import GpactError
 from gpact.expr.grammar import Grammar
 from gpact.train.batched import chunk_candidates
 from gpact.train.evaluate import Progress, evaluate_population
 from gpact.train.fitness import WORST, Fitness, run_key
 from gpact.train.mlp import DEFAULT_CONFIG
+from gpact.train.protocol import widest
 from gpact.train.tasks import Task
 
 
@@ -32,7 +33,7 @@ class Backend(Protocol):
 
     def evaluate(self, exprs: Sequence[sp.Expr], grammar: Grammar, tasks: list[Task], seeds: Sequence[int],
                  cfg: TrainConfig = DEFAULT_CONFIG, evaluator: str = "auto", device: str = "auto",
-                 progress: Progress | None = None) -> list[Fitness]: ...
+                 progress: Progress | None = None, protocol: ProtocolDist | None = None) -> list[Fitness]: ...
 
     def check(self, grammar: Grammar) -> None: ...
 
@@ -51,9 +52,9 @@ class SerialBackend:
 
     def evaluate(self, exprs: Sequence[sp.Expr], grammar: Grammar, tasks: list[Task], seeds: Sequence[int],
                  cfg: TrainConfig = DEFAULT_CONFIG, evaluator: str = "auto", device: str = "auto",
-                 progress: Progress | None = None) -> list[Fitness]:
+                 progress: Progress | None = None, protocol: ProtocolDist | None = None) -> list[Fitness]:
         return evaluate_population(exprs, grammar, tasks, seeds, cfg, evaluator=evaluator, device=device,
-                                   progress=progress)
+                                   progress=progress, protocol=protocol)
 
     def check(self, grammar: Grammar) -> None:
         """Any grammar works in this process."""
@@ -71,7 +72,8 @@ def worst(reason: str, tasks: list[Task], seeds: Sequence[int]) -> Fitness:
                    {run_key(t.spec.name, s): WORST for t in tasks for s in seeds})
 
 
-def chunk_size(n: int, workers: int, tasks: list[Task], n_seeds: int, cfg: TrainConfig, device: str) -> int:
+def chunk_size(n: int, workers: int, tasks: list[Task], n_seeds: int, cfg: TrainConfig, device: str,
+               protocol: ProtocolDist | None = None) -> int:
     """Candidates per chunk: an even share per worker, capped by the batched evaluator's memory estimate."""
     even = max(1, math.ceil(n / max(1, workers)))
-    return max(1, min(even, int(chunk_candidates(tasks, n_seeds, cfg, device))))
+    return max(1, min(even, int(chunk_candidates(tasks, n_seeds, widest(protocol, cfg), device))))

@@ -27,7 +27,7 @@ import torch
 from gpact.backends.base import BackendError, chunk_size, worst
 from gpact.backends.context import grammar_text, task_recipe
 from gpact.backends.worker import CHUNK_FN, ROOT
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.expr.wire import ship
@@ -99,34 +99,35 @@ class Distributed:
 
     def evaluate(self, exprs: Sequence[sp.Expr], grammar: Grammar, tasks: list[Task], seeds: Sequence[int],
                  cfg: TrainConfig = DEFAULT_CONFIG, evaluator: str = "auto", device: str = "auto",
-                 progress: Progress | None = None) -> list[Fitness]:
+                 progress: Progress | None = None, protocol: ProtocolDist | None = None) -> list[Fitness]:
         """Cut the formulas into chunks, run them on the workers, and return fitness in input order."""
         n = len(exprs)
         if not n:
             return []
-        ctx = self._context(grammar, tasks, cfg, evaluator, device)
+        ctx = self._context(grammar, tasks, cfg, evaluator, device, protocol)
         seeds = list(seeds)
         texts = [ship(e) for e in exprs]
         out: list[Fitness | None] = [None] * n
         shipped = [i for i, t in enumerate(texts) if t is not None]
         with _global_rngs_kept():
-            self._run_remote(ctx, texts, shipped, seeds, tasks, cfg, out, progress)
+            self._run_remote(ctx, texts, shipped, seeds, tasks, cfg, out, progress, protocol)
         local = [i for i, t in enumerate(texts) if t is None]  # rare: a sympy form the wire format can't carry
         if local:
             fits = evaluate_population([exprs[i] for i in local], grammar, tasks, seeds, cfg, evaluator=evaluator,
-                                       device=device)
+                                       device=device, protocol=protocol)
             for i, f in zip(local, fits, strict=True):
                 out[i] = f
         return out  # type: ignore[return-value]
 
     def _run_remote(self, ctx: dict, texts: list[str | None], shipped: list[int], seeds: list[int],
-                    tasks: list[Task], cfg: TrainConfig, out: list[Fitness | None], progress: Progress | None) -> None:
+                    tasks: list[Task], cfg: TrainConfig, out: list[Fitness | None], progress: Progress | None,
+                    protocol: ProtocolDist | None = None) -> None:
         """Chunks of the shipped formulas through the workers; results land in `out` at their input positions."""
         if not shipped:
             return
         if self._pool is None:
             self._pool = self._make_pool()
-        size = chunk_size(len(shipped), self._pool.size, tasks, len(seeds), cfg, self._memory_device())
+        size = chunk_size(len(shipped), self._pool.size, tasks, len(seeds), cfg, self._memory_device(), protocol)
         chunks = [shipped[i:i + size] for i in range(0, len(shipped), size)]
         done = 0
 
@@ -221,10 +222,11 @@ class Distributed:
         self._pool.start(slot)
 
     # -- contexts: what a worker needs besides the formulas, as plain data
-    def _context(self, grammar: Grammar, tasks: list[Task], cfg: TrainConfig, evaluator: str, device: str) -> dict:
+    def _context(self, grammar: Grammar, tasks: list[Task], cfg: TrainConfig, evaluator: str, device: str,
+                 protocol: ProtocolDist | None = None) -> dict:
         ctx = {"grammar": self._grammar_text(grammar), "grammar_path": grammar.path, **self._task_recipe(tasks),
                "train": dataclasses.asdict(cfg), "evaluator": evaluator, "device": device,
-               "chunk_fn": self.chunk_fn}
+               "chunk_fn": self.chunk_fn, "protocol": protocol and dataclasses.asdict(protocol)}
         ctx["key"] = hashlib.sha1(json.dumps(ctx, sort_keys=True).encode()).hexdigest()
         return ctx
 

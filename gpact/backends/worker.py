@@ -21,7 +21,7 @@ import sympy as sp
 import torch
 import yaml
 
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, grammar_from_dict
 from gpact.expr.wire import text_to_expr
@@ -35,9 +35,11 @@ ChunkFn = Callable[..., list[Fitness]]
 
 
 def evaluate_chunk(exprs: Sequence[sp.Expr], grammar: Grammar, tasks: list[Task], seeds: Sequence[int],
-                   cfg: TrainConfig, evaluator: str, device: str, chunk: int, attempt: int) -> list[Fitness]:
+                   cfg: TrainConfig, evaluator: str, device: str, chunk: int, attempt: int,
+                   protocol: ProtocolDist | None = None) -> list[Fitness]:
     """The chunk function: the serial evaluator on the chunk (`chunk`, `attempt` say which one it is)."""
-    return evaluate_population(exprs, grammar, tasks, seeds, cfg, evaluator=evaluator, device=device)
+    return evaluate_population(exprs, grammar, tasks, seeds, cfg, evaluator=evaluator, device=device,
+                               protocol=protocol)
 
 
 @functools.cache
@@ -68,8 +70,9 @@ class Worker:
         """One chunk; the answer names its chunk and attempt, so a late answer is never taken for another."""
         grammar, tasks = self._context(ctx)
         evaluate = load_chunk_fn(ctx.get("chunk_fn", CHUNK_FN))
+        protocol = ProtocolDist(**ctx["protocol"]) if ctx.get("protocol") else None
         fits = evaluate([text_to_expr(t) for t in texts], grammar, tasks, seeds, TrainConfig(**ctx["train"]),
-                        ctx["evaluator"], ctx["device"], chunk, attempt)
+                        ctx["evaluator"], ctx["device"], chunk, attempt, protocol=protocol)
         return {"chunk": chunk, "attempt": attempt, "fits": [dataclasses.asdict(f) for f in fits]}
 
     def _context(self, ctx: dict[str, Any]) -> tuple[Grammar, list[Task]]:

@@ -131,6 +131,7 @@ def _run(cfg: RunConfig | None, echo: Callable[[str], None], grammar: Grammar | 
                                         objective=objective)
         if hasattr(search, "race"):
             echo(f"racing: {search.race.plan.describe()}")
+        echo(f"training: {_protocol(cfg)}")
         if ckpt is not None:
             state, rng = ckpt.state, ckpt.rng
             pop = checkpoint.restore_population(search, ckpt)
@@ -246,6 +247,15 @@ def _references(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objectiv
     others = [t for t in REFERENCES if t != "gelu(x)"]
     scored = score_on_suite(others, load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend, objective)
     return objective, {"gelu(x)": gelu, **dict(zip(others, scored, strict=True))}
+
+
+def _protocol(cfg: RunConfig) -> str:
+    """The training protocol networks draw from, one field per value set (pinned fields show one value)."""
+    t, p = cfg.train, cfg.protocol
+    fields = (("width", p.widths, t.width), ("depth", p.depths, t.depth), ("steps", p.steps, t.steps),
+              ("lr", p.lrs, t.lr))
+    drawn = " ".join(f"{name} {'/'.join(f'{v:g}' for v in (vals or (base,)))}" for name, vals, base in fields)
+    return f"{drawn} (drawn per network)" if not p.is_fixed else f"{drawn} (every network)"
 
 
 def _unit(cfg: RunConfig) -> str:

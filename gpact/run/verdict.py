@@ -17,15 +17,18 @@ from dataclasses import dataclass, field
 
 from gpact.backends.base import Backend
 from gpact.config import RunConfig
+from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.search.records import Record, score_on_suite
 from gpact.train.fitness import WORST, run_key
 from gpact.train.objective import Objective, spearman
 from gpact.train.partition import Partition
+from gpact.train.protocol import SEED_PERIOD
 from gpact.train.tasks import make_suite
 
 REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
-REFERENCE_SEEDS = 1000  # GELU's yardstick networks use seeds 1000, 1001, ...: never a candidate's
+REFERENCE_SEEDS = SEED_PERIOD  # GELU's yardstick networks: seeds 1000 + s, never a candidate's, and drawing the
+# protocol of seed s (gpact.train.protocol), so they differ from the candidates' networks in their weights only
 WEAK_PROXY = 0.5  # a Spearman correlation below this: the search ranking says little about unseen families
 
 
@@ -65,6 +68,8 @@ def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective,
     """
     grammar = load_grammar(REFERENCE_GRAMMAR)
     seeds = list(range(cfg.train_seeds))
+    if cfg.train_seeds > REFERENCE_SEEDS:
+        raise ConfigError(f"train_seeds must be at most {REFERENCE_SEEDS} (the yardstick's seeds start there)")
     (ref,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend, seeds=[REFERENCE_SEEDS + s for s in seeds])
     (own,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend)
     reference = {_unshift(k): v for k, v in ref.per_run.items()}

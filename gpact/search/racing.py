@@ -107,7 +107,8 @@ class Race:
             for task_names, seeds in _blocks(networks):
                 tasks = [self.tasks[n] for n in task_names]
                 part = self.backend.evaluate([exprs[i] for i in group], self.grammar, tasks, seeds, self.cfg.train,
-                                             evaluator=self.cfg.evaluator, device=self.cfg.device)
+                                             evaluator=self.cfg.evaluator, device=self.cfg.device,
+                                             protocol=self.cfg.protocol)
                 self.networks += len(group) * len(tasks) * len(seeds)
                 for i, f in zip(group, part, strict=True):
                     fits[i] = f if fits[i] is None else merge([fits[i], f])

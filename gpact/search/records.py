@@ -98,6 +98,6 @@ def score_on_suite(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: R
     analyses = [analyse(tree_to_sympy(parse_tree(t, grammar, pset), grammar), grammar) for t in texts]
     seeds = list(range(cfg.train_seeds)) if seeds is None else list(seeds)
     fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, seeds, cfg.train,
-                            evaluator=cfg.evaluator, device=cfg.device)
+                            evaluator=cfg.evaluator, device=cfg.device, protocol=cfg.protocol)
     return [make_record(an.key, an, t, f, -1, objective=objective)
             for t, an, f in zip(texts, analyses, fits, strict=True)]

@@ -17,6 +17,12 @@ Here the networks of a whole chunk of candidates are stacked:
 Initial weights come from `gpact.train.mlp.init_params`, as in the reference evaluator, and Adam follows
 torch.optim.Adam's arithmetic, so the two evaluators agree to float32 rounding (tests/test_batched.py
 states the tolerance). A formula the program lowering cannot express runs on the reference evaluator.
+
+With a protocol distribution (gpact.train.protocol), networks of one training differ in learning rate (a
+per-network rate in Adam) and steps (a network that has done its steps stops updating while the others go
+on). Width and depth change tensor shapes, so networks are grouped by those, and the groups train in
+lockstep: their hidden layers i share one activation call per step, so the call count does not grow
+with the number of groups.
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ from dataclasses import dataclass
 import sympy as sp
 import torch
 
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.train.fitness import Fitness, aggregate, evaluate_reference
 from gpact.train.interpreters import make_interpreter
 from gpact.train.mlp import DEFAULT_CONFIG, init_params, layer_sizes
 from gpact.train.program import MAX_REGS, Program, ProgramError, lower_all
+from gpact.train.protocol import draw, widest
 from gpact.train.reference import WORST, TrainResult
 from gpact.train.tasks import Task
 
@@ -80,16 +87,24 @@ class _Stack:
         return cls(flat, layers)
 
 
-def _initial_stack(tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig, n_cand: int, d_in: int,
-                   device: torch.device) -> _Stack:
-    """init_params per (task, seed), the first layer zero-padded to d_in inputs, repeated per candidate."""
+@dataclass(frozen=True)
+class Net:
+    """One network of a batched training: its task, initialisation seed and protocol."""
+
+    task: Task
+    seed: int
+    cfg: TrainConfig
+
+
+def _initial_stack(nets: list[Net], n_cand: int, d_in: int, device: torch.device) -> _Stack:
+    """init_params per network, the first layer zero-padded to d_in inputs, repeated per candidate."""
     per_net = []
-    for task in tasks:
-        for seed in seeds:
-            params = init_params(task.x_train.shape[1], cfg, seed)
-            w0, b0 = params[0]
-            params[0] = (torch.cat([w0, w0.new_zeros(d_in - w0.shape[0], w0.shape[1])]), b0)
-            per_net.append(params)
+    for net in nets:
+        params = init_params(net.task.x_train.shape[1], net.cfg, net.seed)
+        w0, b0 = params[0]
+        params[0] = (torch.cat([w0, w0.new_zeros(d_in - w0.shape[0], w0.shape[1])]), b0)
+        per_net.append(params)
+    cfg = nets[0].cfg
     sizes = layer_sizes(d_in, cfg)
     shapes = [torch.Size((n_cand * len(per_net), fi, fo)) for fi, fo in zip(sizes[:-1], sizes[1:], strict=True)]
     parts = []
@@ -100,31 +115,47 @@ def _initial_stack(tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig, n_
     return _Stack.view(torch.cat(parts).to(device, cfg.torch_dtype), shapes)
 
 
-def _data(tasks: list[Task], n_cand: int, n_seeds: int, d_in: int, split: str, device: torch.device,
-          dtype: torch.dtype):
-    """[P, N, d_in] inputs and [P, N, 1] targets, network p = (candidate, task, seed) in that order."""
+def _data(nets: list[Net], n_cand: int, d_in: int, split: str, device: torch.device, dtype: torch.dtype):
+    """[P, N, d_in] inputs and [P, N, 1] targets, network p = (candidate, net) in that order."""
     xs, ys = [], []
-    for task in tasks:
-        x, y = (task.x_train, task.y_train) if split == "train" else (task.x_ood, task.y_ood)
+    for net in nets:
+        t = net.task
+        x, y = (t.x_train, t.y_train) if split == "train" else (t.x_ood, t.y_ood)
         xs.append(torch.cat([x, x.new_zeros(x.shape[0], d_in - x.shape[1])], 1))
         ys.append(y)
-    x = torch.stack(xs).repeat_interleave(n_seeds, 0).repeat(n_cand, 1, 1)
-    y = torch.stack(ys).repeat_interleave(n_seeds, 0).repeat(n_cand, 1, 1)
+    x = torch.stack(xs).repeat(n_cand, 1, 1)
+    y = torch.stack(ys).repeat(n_cand, 1, 1)
     return x.to(device, dtype), y.to(device, dtype)
 
 
-def _forward(stack: _Stack, x: torch.Tensor, act: Callable, n_cand: int, deriv: bool):
-    """Network outputs [P, N, 1], and per hidden layer (its input, act' at its pre-activation)."""
-    h, saved = x, []
-    last = len(stack.layers) - 1
-    for i, (w, b) in enumerate(stack.layers):
-        z = torch.baddbmm(b, h, w)
-        if i == last:
-            return z, saved, h
-        a, d = act(z.view(n_cand, -1), deriv)
-        saved.append((h, None if d is None else d.view_as(z)))
-        h = a.view_as(z)
-    raise AssertionError("unreachable")
+def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand: int, deriv: bool):
+    """Per stack: network outputs [P, N, 1], per hidden layer (its input, act' at its pre-activation), and
+    the last hidden output. Stacks (of different widths, depths, sizes) go through layer i together: one
+    activation call for all their hidden layers i, on each candidate's pre-activations side by side."""
+    hs, saved = list(xs), [[] for _ in stacks]
+    outs: list[torch.Tensor | None] = [None] * len(stacks)
+    lasts: list[torch.Tensor | None] = [None] * len(stacks)
+    for i in range(max(len(s.layers) for s in stacks)):
+        hidden = []
+        for g, stack in enumerate(stacks):
+            if i < len(stack.layers):
+                w, b = stack.layers[i]
+                z = torch.baddbmm(b, hs[g], w)
+                if i == len(stack.layers) - 1:
+                    outs[g], lasts[g] = z, hs[g]
+                else:
+                    hidden.append((g, z))
+        if not hidden:
+            continue
+        flat = [z.view(n_cand, -1) for _, z in hidden]
+        a, d = act(flat[0] if len(flat) == 1 else torch.cat(flat, 1), deriv)
+        off = 0
+        for (g, z), f in zip(hidden, flat, strict=True):
+            cols = slice(off, off + f.shape[1])
+            off += f.shape[1]
+            saved[g].append((hs[g], None if d is None else d[:, cols].reshape(z.shape)))
+            hs[g] = a[:, cols].reshape(z.shape)
+    return outs, saved, lasts
 
 
 def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor) -> None:
@@ -146,9 +177,13 @@ def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: to
 
 
 class _Adam:
-    """torch.optim.Adam's update (defaults betas 0.9, 0.999, eps 1e-8), on a whole flat buffer at once."""
+    """torch.optim.Adam's update (defaults betas 0.9, 0.999, eps 1e-8), on a whole flat buffer at once.
 
-    def __init__(self, params: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    `lr` is one rate, or a rate per parameter (per network, see `_per_param`); a parameter whose rate is 0
+    does not move, even where its gradient is not finite.
+    """
+
+    def __init__(self, params: torch.Tensor, lr: float | torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
         self.p, self.lr, self.betas, self.eps = params, lr, betas, eps
         self.m, self.v = torch.zeros_like(params), torch.zeros_like(params)
         self.t = 0
@@ -160,7 +195,23 @@ class _Adam:
         self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         step_size = self.lr / (1 - b1**self.t)
         denom = (self.v.sqrt() / math.sqrt(1 - b2**self.t)).add_(self.eps)
-        self.p.addcdiv_(self.m, denom, value=-step_size)
+        if isinstance(step_size, torch.Tensor):
+            self.p.sub_(torch.where(step_size > 0, self.m / denom * step_size, 0.0))
+        else:
+            self.p.addcdiv_(self.m, denom, value=-step_size)
+
+
+def _per_param(stack: _Stack, values: list[float], n_cand: int) -> torch.Tensor:
+    """A flat buffer like `stack.flat` holding, for every parameter, its network's value (`values` per net)."""
+    v = torch.tensor(values, dtype=stack.flat.dtype, device=stack.flat.device).repeat(n_cand)[:, None, None]
+    return torch.cat([v.expand_as(t).reshape(-1) for layer in stack.layers for t in layer])
+
+
+def _rates(stack: _Stack, nets: list[Net], n_cand: int, step: int) -> torch.Tensor | float:
+    """Adam's rate at `step`: one float when every network shares it, else per parameter, 0 once a network
+    has done its steps."""
+    lrs = [n.cfg.lr if step < n.cfg.steps else 0.0 for n in nets]
+    return lrs[0] if len(set(lrs)) == 1 else _per_param(stack, lrs, n_cand)
 
 
 _NONFINITE, _DIVERGED = 1, 2
@@ -188,42 +239,103 @@ def train_batched(programs: Sequence[Program], tasks: list[Task], seeds: Sequenc
 
     All tasks must share n_train and n_ood (evaluate_batched groups them); input dimensions may differ.
     """
-    device = torch.device(device)
-    n_cand, n_seeds = len(programs), len(seeds)
-    if not n_cand:
-        return []
-    shapes = {(t.x_train.shape[0], t.x_ood.shape[0]) for t in tasks}
-    if len(shapes) != 1:
+    return train_nets(programs, [Net(t, s, cfg) for t in tasks for s in seeds], device, kernel)
+
+
+def train_nets(programs: Sequence[Program], nets: list[Net], device: str | torch.device = "cpu",
+               kernel: str = "auto") -> list[list[TrainResult]]:
+    """Train every (program, net) network together; results[c][n].
+
+    The nets must share split sizes, width, depth, dtype and clip_loss; learning rate and steps may differ.
+    """
+    return train_groups(programs, [nets], device, kernel)[0]
+
+
+@dataclass
+class _Group:
+    """One group's training state: nets of one shape, their parameters, data, optimiser and failures."""
+
+    nets: list[Net]
+    stack: _Stack
+    grads: _Stack
+    x: torch.Tensor
+    y: torch.Tensor
+    adam: _Adam
+    failed: torch.Tensor
+    steps: int  # its longest network's steps; 0 once every network has failed
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.nets[0].cfg
+
+
+def _start(nets: list[Net], n_cand: int, device: torch.device) -> _Group:
+    if len({(n.task.x_train.shape[0], n.task.x_ood.shape[0]) for n in nets}) != 1:
         raise ConfigError("train_batched needs tasks with equal n_train and n_ood")
-    d_in = max(t.x_train.shape[1] for t in tasks)
-    stack = _initial_stack(tasks, seeds, cfg, n_cand, d_in, device)
-    grads = _Stack.empty_like(stack)
-    x, y = _data(tasks, n_cand, n_seeds, d_in, "train", device, cfg.torch_dtype)
-    act = make_interpreter(programs, device, cfg.torch_dtype, kernel)
-    adam = _Adam(stack.flat, cfg.lr)
+    if len({(n.cfg.width, n.cfg.depth, n.cfg.dtype, n.cfg.clip_loss) for n in nets}) != 1:
+        raise ConfigError("train_nets needs networks of one width, depth, dtype and clip_loss")
+    d_in = max(n.task.x_train.shape[1] for n in nets)
+    stack = _initial_stack(nets, n_cand, d_in, device)
+    x, y = _data(nets, n_cand, d_in, "train", device, nets[0].cfg.torch_dtype)
     failed = torch.zeros(x.shape[0], dtype=torch.int8, device=device)
+    return _Group(nets, stack, _Stack.empty_like(stack), x, y, _Adam(stack.flat, _rates(stack, nets, n_cand, 0)),
+                  failed, max(n.cfg.steps for n in nets))
+
+
+def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: str | torch.device = "cpu",
+                 kernel: str = "auto") -> list[list[list[TrainResult]]]:
+    """Train groups of nets (each as `train_nets` takes them) in lockstep; results[g][c][n].
+
+    Each step, every group's hidden layer i goes through one activation call, so the call count follows
+    the deepest group, not the number of groups. Groups must share the dtype.
+    """
+    device = torch.device(device)
+    n_cand = len(programs)
+    if not n_cand or not groups:
+        return [[[] for _ in programs] for _ in groups]
+    if len({n.cfg.dtype for nets in groups for n in nets}) != 1:
+        raise ConfigError("train_groups needs networks of one dtype")
+    state = [_start(nets, n_cand, device) for nets in groups]
+    dtype = state[0].cfg.torch_dtype
+    act = make_interpreter(programs, device, dtype, kernel)
     with torch.no_grad():
-        for step in range(cfg.steps):
-            out, saved, h_last = _forward(stack, x, act, n_cand, deriv=True)
-            err = out - y
-            _check(err.square().mean((1, 2)), failed, cfg.clip_loss)
-            _backward(stack, grads, err, saved, h_last)
-            adam.step(grads.flat)
-            if step % 64 == 63 and bool((failed != 0).all()):
-                break  # everything diverged: nothing left to learn
-        finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for layer in stack.layers for t in layer]).all(0)
-        _record(failed, torch.where(finite, 0, _NONFINITE))
-        id_loss = _mse(_forward(stack, x, act, n_cand, deriv=False)[0], y)
-        _check(id_loss, failed, cfg.clip_loss)
-        x_ood, y_ood = _data(tasks, n_cand, n_seeds, d_in, "ood", device, cfg.torch_dtype)
-        ood_loss = _mse(_forward(stack, x_ood, act, n_cand, deriv=False)[0], y_ood)
-        _record(failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
-    per_net = zip(failed.tolist(), id_loss.tolist(), ood_loss.tolist(), strict=True)
+        for step in range(max(g.steps for g in state)):
+            live = [g for g in state if step < g.steps]
+            if not live:
+                break  # every network of every group diverged
+            for g in live:
+                if step in {n.cfg.steps for n in g.nets}:
+                    g.adam.lr = _rates(g.stack, g.nets, n_cand, step)
+            outs, saved, lasts = _forward([g.stack for g in live], [g.x for g in live], act, n_cand, deriv=True)
+            for g, out, sv, h_last in zip(live, outs, saved, lasts, strict=True):
+                err = out - g.y
+                _check(err.square().mean((1, 2)), g.failed, g.cfg.clip_loss)
+                _backward(g.stack, g.grads, err, sv, h_last)
+                g.adam.step(g.grads.flat)
+                if step % 64 == 63 and bool((g.failed != 0).all()):
+                    g.steps = 0  # everything diverged: nothing left to learn
+        for g in state:
+            finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for layer in g.stack.layers for t in layer])
+            _record(g.failed, torch.where(finite.all(0), 0, _NONFINITE))
+        stacks = [g.stack for g in state]
+        id_losses = [_mse(out, g.y) for out, g in
+                     zip(_forward(stacks, [g.x for g in state], act, n_cand, deriv=False)[0], state, strict=True)]
+        ood = [_data(g.nets, n_cand, g.x.shape[2], "ood", device, dtype) for g in state]
+        ood_losses = [_mse(out, y) for out, (_, y) in
+                      zip(_forward(stacks, [x for x, _ in ood], act, n_cand, deriv=False)[0], ood, strict=True)]
+        for g, id_loss, ood_loss in zip(state, id_losses, ood_losses, strict=True):
+            _check(id_loss, g.failed, g.cfg.clip_loss)
+            _record(g.failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
+    return [_results(g, i, o, n_cand) for g, i, o in zip(state, id_losses, ood_losses, strict=True)]
+
+
+def _results(g: _Group, id_loss: torch.Tensor, ood_loss: torch.Tensor, n_cand: int) -> list[list[TrainResult]]:
+    per_net = zip(g.failed.tolist(), id_loss.tolist(), ood_loss.tolist(), strict=True)
     results = [
         TrainResult(WORST, WORST, True, _REASONS[f]) if f else TrainResult(min(i, WORST), min(o, WORST), False)
         for f, i, o in per_net
     ]
-    per_cand = len(tasks) * n_seeds
+    per_cand = len(g.nets)
     return [results[c * per_cand: (c + 1) * per_cand] for c in range(n_cand)]
 
 
@@ -261,24 +373,35 @@ def chunk_candidates(tasks: list[Task], n_seeds: int, cfg: TrainConfig = DEFAULT
     return max(1, memory_budget(dev) // bytes_per_candidate(tasks, n_seeds, cfg, n_regs))
 
 
-def _train_chunk(progs: list[Program], groups: dict[tuple[int, int], list[Task]], seeds: Sequence[int],
-                 cfg: TrainConfig, dev: torch.device, kernel: str) -> list[dict[str, list[TrainResult]]]:
-    """Per candidate, task name -> its results over seeds; one train_batched per group of equal-size tasks."""
-    losses: list[dict[str, list[TrainResult]]] = [{} for _ in progs]
-    for group in groups.values():
-        for j, res in enumerate(train_batched(progs, group, seeds, cfg, dev, kernel)):
-            for k, task in enumerate(group):
-                losses[j][task.spec.name] = res[k * len(seeds): (k + 1) * len(seeds)]
-    return losses
+def _group_nets(nets: list[Net]) -> list[list[int]]:
+    """Indices of the nets that can train in one tensor program: equal split sizes, width and depth."""
+    groups: dict[tuple[int, int, int, int], list[int]] = defaultdict(list)
+    for i, n in enumerate(nets):
+        groups[(n.task.x_train.shape[0], n.task.x_ood.shape[0], n.cfg.width, n.cfg.depth)].append(i)
+    return list(groups.values())
+
+
+def _train_chunk(progs: list[Program], nets: list[Net], groups: list[list[int]], dev: torch.device,
+                 kernel: str) -> list[list[TrainResult]]:
+    """Per candidate, the results of every net in `nets` order; all groups in one train_groups."""
+    results: list[list[TrainResult]] = [[None] * len(nets) for _ in progs]  # type: ignore[list-item]
+    trained = train_groups(progs, [[nets[i] for i in group] for group in groups], dev, kernel)
+    for group, per_cand in zip(groups, trained, strict=True):
+        for j, res in enumerate(per_cand):
+            for i, r in zip(group, res, strict=True):
+                results[j][i] = r
+    return results
 
 
 def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: list[Task], seeds: Sequence[int],
                      cfg: TrainConfig = DEFAULT_CONFIG, device: str = "auto",
-                     progress: Progress | None = None, kernel: str = "auto") -> list[Fitness]:
+                     progress: Progress | None = None, kernel: str = "auto",
+                     protocol: ProtocolDist | None = None) -> list[Fitness]:
     """Score formulas like `fitness.evaluate_reference` does, all lowered ones trained together.
 
     Candidates are split into chunks by the memory estimate (halved and retried if the device still runs
-    out of memory), and tasks into groups of equal split sizes.
+    out of memory), and networks into groups of equal split sizes, width and depth (`protocol` draws
+    those per (task, seed) network; None: all train with `cfg`).
     A formula with no program form (an `import:` primitive with no base op) runs on the reference path.
     """
     if not tasks or not seeds:
@@ -290,15 +413,15 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
     total, done = len(exprs), 0
     if todo:
         n_regs = max(lowered[i].n_regs for i in todo)
-        chunk = chunk_candidates(tasks, len(seeds), cfg, dev, n_regs)
-        groups: dict[tuple[int, int], list[Task]] = defaultdict(list)
-        for t in tasks:
-            groups[(t.x_train.shape[0], t.x_ood.shape[0])].append(t)
+        chunk = chunk_candidates(tasks, len(seeds), widest(protocol, cfg), dev, n_regs)
+        nets = [Net(t, s, draw(protocol, cfg, t.spec.name, s)) for t in tasks for s in seeds]
+        groups = _group_nets(nets)
+        n_seeds = len(seeds)
         start = 0
         while start < len(todo):
             ids = todo[start: start + chunk]
             try:
-                losses = _train_chunk([lowered[i] for i in ids], groups, seeds, cfg, dev, kernel)
+                results = _train_chunk([lowered[i] for i in ids], nets, groups, dev, kernel)
             except torch.OutOfMemoryError:
                 if len(ids) == 1:
                     raise
@@ -307,7 +430,8 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
                     torch.cuda.empty_cache()
                 continue
             for j, i in enumerate(ids):
-                out[i] = aggregate({t.spec.name: losses[j][t.spec.name] for t in tasks}, seeds)
+                out[i] = aggregate({t.spec.name: results[j][k * n_seeds: (k + 1) * n_seeds]
+                                    for k, t in enumerate(tasks)}, seeds)
             start += len(ids)
             done += len(ids)
             if progress:
@@ -316,7 +440,7 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
     for i, p in enumerate(lowered):
         if isinstance(p, ProgramError):
-            out[i] = evaluate_reference(compile_expr(exprs[i], grammar), tasks, seeds, cfg)
+            out[i] = evaluate_reference(compile_expr(exprs[i], grammar), tasks, seeds, cfg, protocol)
             done += 1
             if progress:
                 progress(done, total)
@@ -324,5 +448,6 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
 
 __all__ = [
-    "train_batched", "evaluate_batched", "chunk_candidates", "bytes_per_candidate", "memory_budget", "resolve_device",
+    "train_batched", "train_nets", "train_groups", "Net", "evaluate_batched", "chunk_candidates", "bytes_per_candidate",
+    "memory_budget", "resolve_device",
 ]  # fmt: skip

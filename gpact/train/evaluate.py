@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import sympy as sp
 
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.expr.trees import compile_expr
@@ -32,18 +32,23 @@ def evaluate_population(
     evaluator: str = "auto",
     device: str = "auto",
     progress: Progress | None = None,
+    protocol: ProtocolDist | None = None,
 ) -> list[Fitness]:
-    """Score every formula on tasks x seeds; a failing candidate gets the worst score, never an exception."""
+    """Score every formula on tasks x seeds; a failing candidate gets the worst score, never an exception.
+
+    `protocol`: each (task, seed) network draws its training protocol from it (gpact.train.protocol);
+    None: every network trains with `cfg`.
+    """
     if evaluator not in EVALUATORS:
         raise ConfigError(f"unknown evaluator '{evaluator}' (choose from {', '.join(EVALUATORS)})")
     if evaluator == "reference":
         out = []
         for i, e in enumerate(exprs):
-            out.append(evaluate_reference(compile_expr(e, grammar), tasks, seeds, cfg))
+            out.append(evaluate_reference(compile_expr(e, grammar), tasks, seeds, cfg, protocol))
             if progress:
                 progress(i + 1, len(exprs))
         return out
     from gpact.train.batched import evaluate_batched  # "auto" and "batched": it falls back per formula itself
 
-    return evaluate_batched(exprs, grammar, tasks, seeds, cfg, device=device, progress=progress)
+    return evaluate_batched(exprs, grammar, tasks, seeds, cfg, device=device, progress=progress, protocol=protocol)
 

@@ -12,9 +12,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gpact.config import TrainConfig
+from gpact.config import ProtocolDist, TrainConfig
 from gpact.errors import ConfigError
 from gpact.train.mlp import DEFAULT_CONFIG
+from gpact.train.protocol import draw
 from gpact.train.reference import WORST, Activation, TrainResult, train_reference
 from gpact.train.tasks import Task
 
@@ -117,13 +118,18 @@ def merge(parts: Sequence[Fitness]) -> Fitness:
 
 
 def evaluate_reference(
-    act: Activation, tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig = DEFAULT_CONFIG
+    act: Activation, tasks: list[Task], seeds: Sequence[int], cfg: TrainConfig = DEFAULT_CONFIG,
+    protocol: ProtocolDist | None = None,
 ) -> Fitness:
-    """Score `act` with the reference evaluator: train_reference over tasks x seeds, then aggregate."""
+    """Score `act` with the reference evaluator: train_reference over tasks x seeds, then aggregate.
+
+    With `protocol`, each (task, seed) network trains with its own drawn protocol (gpact.train.protocol).
+    """
     if not tasks or not seeds:
         raise ConfigError("evaluate_reference needs at least one task and one seed")
     losses: dict[str, list[TrainResult]] = {}
     for task in tasks:
         for seed in seeds:
-            losses.setdefault(task.spec.name, []).append(train_reference(act, task, seed, cfg))
+            net_cfg = draw(protocol, cfg, task.spec.name, seed)
+            losses.setdefault(task.spec.name, []).append(train_reference(act, task, seed, net_cfg))
     return aggregate(losses, seeds)
