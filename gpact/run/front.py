@@ -33,15 +33,17 @@ def ratio(a: float, b: float | None) -> float | None:
     return a / b if b and math.isfinite(b) and b > 0 else None
 
 
-def front_rows(front: Sequence[Record], gelu: Record | None, verdict: Verdict | None = None) -> list[dict]:
-    """Rows of the front: the search score, its ratio to GELU's, and (at the end of a run) the validation and
-    test ratios and the recommended pick of `verdict`."""
+def front_rows(front: Sequence[Record], gelu: Record | float | None, verdict: Verdict | None = None) -> list[dict]:
+    """Rows of the front: the search score, its ratio to GELU (`gelu`: GELU's record, whose score divides, or
+    the divisor itself: 1.0 when scores are ratios to GELU already), and (at the end of a run) the validation
+    and test ratios and the recommended pick of `verdict`."""
+    scale = gelu.ood_score if isinstance(gelu, Record) else gelu
     v = verdict or Verdict()
     rows = []
     for i, r in enumerate(front, 1):
         rows.append({
             "rank": i, "flops": r.flops, "ood_score": r.ood_score,
-            "vs_gelu": ratio(r.ood_score, gelu.ood_score if gelu else None),
+            "vs_gelu": ratio(r.ood_score, scale),
             "validation_vs_gelu": v.validation.get(r.key), "test_vs_gelu": v.test.get(r.key),
             "recommended": "yes" if r.key == v.recommended and verdict is not None else "",
             "id_loss": r.id_loss, "formula": r.formula, "tree": r.tree, "key": r.key, "origin": r.origin,

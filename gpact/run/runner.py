@@ -156,7 +156,7 @@ def _run(cfg: RunConfig | None, echo: Callable[[str], None], grammar: Grammar | 
                 rundir.append_jsonl(out / rundir.CANDIDATES, [dataclasses.asdict(r) for r in new])
                 rundir.append_jsonl(out / rundir.GENERATIONS, [dataclasses.asdict(stats)])
                 front = pareto_front(state.records.values())
-                rundir.write_text(out / rundir.PARETO, to_csv(front_rows(front, refs.get("gelu(x)"))))
+                rundir.write_text(out / rundir.PARETO, to_csv(front_rows(front, _scale(cfg, refs))))
                 checkpoint.save(out, cfg, grammar.name, state, pop, refs, rng, llm, started, objective)
             display.generation_done(stats, state, llm.progress() if llm is not None else "")
         display.close()
@@ -181,7 +181,6 @@ def _finish(out: Path, cfg: RunConfig, grammar: Grammar, plan: Partition, llm: L
             refs: dict[str, Record], started: str, stopped_by: str, echo: Callable[[str], None], backend: Backend
             ) -> RunResult:
     """The end of a run that stopped by its own criteria: validation pick, test report, front, summary, plots."""
-    gelu = refs.get("gelu(x)")
     front = pareto_front(state.records.values())
     if llm is not None:
         llm.close()
@@ -190,7 +189,7 @@ def _finish(out: Path, cfg: RunConfig, grammar: Grammar, plan: Partition, llm: L
     if backend.faults:
         echo(f"backend: {len(backend.faults)} chunk attempts failed (each chunk re-run once, then scored worst); "
              f"first: {backend.faults[0]}")
-    rows = front_rows(front, gelu, verdict)
+    rows = front_rows(front, _scale(cfg, refs), verdict)
     rundir.write_text(out / rundir.PARETO, to_csv(rows))
     status = "complete" if stopped_by == "generations" else f"stopped: {stopped_by}"
     _summary(out, cfg, grammar, state, refs, rows, started, status, plan, verdict)
@@ -212,7 +211,7 @@ def _interrupted(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs
     """A signal stopped the run: the checkpoint and front on disk are the last complete generation's."""
     name = signal.Signals(stopper.signum).name
     front = pareto_front(state.records.values())
-    rows = front_rows(front, refs.get("gelu(x)"))
+    rows = front_rows(front, _scale(cfg, refs))
     if state.generation:
         rundir.write_text(out / rundir.PARETO, to_csv(rows))
     _summary(out, cfg, grammar, state, refs, rows, started, f"interrupted: {name}")
@@ -256,6 +255,11 @@ def _protocol(cfg: RunConfig) -> str:
               ("lr", p.lrs, t.lr))
     drawn = " ".join(f"{name} {'/'.join(f'{v:g}' for v in (vals or (base,)))}" for name, vals, base in fields)
     return f"{drawn} (drawn per network)" if not p.is_fixed else f"{drawn} (every network)"
+
+
+def _scale(cfg: RunConfig, refs: dict[str, Record]) -> Record | float | None:
+    """What a search score is divided by to read as a ratio to GELU: nothing when it is one already."""
+    return 1.0 if cfg.objective == "tail" else refs.get("gelu(x)")
 
 
 def _unit(cfg: RunConfig) -> str:

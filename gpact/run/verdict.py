@@ -15,18 +15,21 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from gpact.backends.base import Backend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.search.records import Record, score_on_suite
-from gpact.train.fitness import WORST, run_key
+from gpact.train.fitness import LOSS_FLOOR, WORST, run_key
 from gpact.train.objective import Objective, spearman
 from gpact.train.partition import Partition
 from gpact.train.protocol import SEED_PERIOD
 from gpact.train.tasks import make_suite
 
 REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
+YARDSTICK = 4  # GELU network sets the yardstick averages
 REFERENCE_SEEDS = SEED_PERIOD  # GELU's yardstick networks: seeds 1000 + s, never a candidate's, and drawing the
 # protocol of seed s (gpact.train.protocol), so they differ from the candidates' networks in their weights only
 WEAK_PROXY = 0.5  # a Spearman correlation below this: the search ranking says little about unseen families
@@ -60,28 +63,52 @@ class Verdict:
 
 
 def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective, Record]:
-    """The run's objective on these tasks, and GELU's record under it (score 1 for the tail objective).
+    """The run's objective on these tasks, and GELU's record under it.
 
-    GELU trains twice: on reference seeds (offset by REFERENCE_SEEDS), whose networks every function is
-    compared with, and on the run's seeds as a function like any other, whose tail score is the baseline.
-    So GELU pays the same initialisation noise in its tail as every candidate does (gpact.train.objective).
+    OOD losses of small networks swing by 10x with the initialisation, so the yardstick is GELU trained
+    YARDSTICK times from other initialisations than any candidate's (seeds 1000 + s, 2000 + s, ...; each
+    under the protocol of seed s): per network key, the geometric mean of those losses. The baseline is
+    the tail score a GELU network set is expected to get against such a yardstick: the mean, over the
+    yardstick's sets, of one set's score against the geometric mean of the others. So a function scores
+    1 when it is as good as GELU, noise included, and GELU's own networks (the run's seeds, trained as any
+    candidate's) score about 1, as luck has it (gpact.train.objective).
     """
     grammar = load_grammar(REFERENCE_GRAMMAR)
     seeds = list(range(cfg.train_seeds))
     if cfg.train_seeds > REFERENCE_SEEDS:
         raise ConfigError(f"train_seeds must be at most {REFERENCE_SEEDS} (the yardstick's seeds start there)")
-    (ref,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend, seeds=[REFERENCE_SEEDS + s for s in seeds])
+    offsets = [REFERENCE_SEEDS * (j + 1) for j in range(YARDSTICK)]
+    (ref,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend, seeds=[o + s for o in offsets for s in seeds])
     (own,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend)
-    reference = {_unshift(k): v for k, v in ref.per_run.items()}
-    objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=reference)
-    if cfg.objective == "tail" and own.ood_score < WORST:
-        objective = dataclasses.replace(objective, baseline=objective.tail_of(own).score)
+    sets = [{_unshift(k, o): v for k, v in ref.per_run.items() if int(k.rsplit("#", 1)[1]) // REFERENCE_SEEDS == j + 1}
+            for j, o in enumerate(offsets)]
+    objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=_geo(sets))
+    if cfg.objective == "tail":
+        loo = [Objective("tail", cfg.tail, cfg.tail_weight, reference=_geo(sets[:j] + sets[j + 1:]))
+               for j in range(len(sets))]
+        scores = [o.tail_of(_Networks(sets[j])).score for j, o in enumerate(loo)]
+        objective = dataclasses.replace(objective, baseline=float(np.mean(scores)))
     return objective, dataclasses.replace(own, ood_score=objective.score(own))
 
 
-def _unshift(key: str) -> str:
+@dataclasses.dataclass
+class _Networks:
+    per_run: dict[str, float]
+    ood_score: float = 0.0
+
+
+def _geo(sets: list[dict[str, float]]) -> dict[str, float]:
+    """Per key, the geometric mean of the sets' losses; WORST when every set failed there."""
+    out = {}
+    for k in sets[0]:
+        ok = [s[k] for s in sets if s[k] < WORST]
+        out[k] = float(np.exp(np.mean(np.log(np.maximum(ok, LOSS_FLOOR))))) if ok else WORST
+    return out
+
+
+def _unshift(key: str, offset: int) -> str:
     task, seed = key.rsplit("#", 1)
-    return run_key(task, int(seed) - REFERENCE_SEEDS)
+    return run_key(task, int(seed) - offset)
 
 
 def proxy_sample(front: Sequence[Record], records: Sequence[Record], n: int, seed: int) -> list[Record]:
