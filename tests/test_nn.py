@@ -4,9 +4,13 @@ into real model trees (a ResNet block, an MLP with a functional relu, a Hugging 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +28,7 @@ from gpact.train.interpreters import run_programs
 from gpact.train.program import lower
 from gpact.train.scoring import formula_analysis
 
+ROOT = Path(__file__).resolve().parents[1]
 X64 = torch.cat([torch.linspace(-6, 6, 241, dtype=torch.float64), torch.tensor([0.0, 1e-3, -1e-3],
                                                                                   dtype=torch.float64)])
 
@@ -126,6 +131,7 @@ def test_unpickling_needs_no_grammar_file(tmp_path):
     torch.testing.assert_close(pickle.loads(data)(X64), act(X64))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated, still widely used
 def test_jit_trace_and_torch_compile():
     model = _model(Activation("0.5*(sinc(x) + 2)*gelu(x)", trainable=True))
     x = torch.randn(7, 3)
@@ -270,3 +276,10 @@ def test_from_run_is_the_recommended_function(tmp_path):
     assert first.formula == rows[0]["formula"]
     with pytest.raises(ExportError, match="no rank 99"):
         Activation.from_run(result.run_dir, rank=99)
+
+
+def test_gpact_nn_loads_on_first_use():
+    code = ("import sys, gpact; assert 'torch' not in sys.modules; "
+            "assert gpact.nn.Activation('relu').formula == 'relu(x)' and callable(gpact.integrations.register); "
+            "assert 'nn' in dir(gpact)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -36,8 +36,9 @@ class Activation(nn.Module):
     """An activation function found (or scored) by gpact, as an `nn.Module`.
 
     `formula`: formula text in any spelling gpact prints or reads (`Max(0.1*x, x)`, `gelu(x) + 0.1*sin(x)`,
-    `Heaviside(x, 1/2)`) or a baseline name (`gelu_sine`); read as `gpact eval` reads it, over `grammar`
-    (a shipped grammar's name, a file, or a Grammar), and simplified as the search simplifies it.
+    `Heaviside(x, 1/2)`) or a baseline name (`gelu_sine`, always over the `full` grammar); read as `gpact eval`
+    reads it, over `grammar` (a shipped grammar's name, a file, or a Grammar), and simplified as the search
+    simplifies it.
     `trainable`: each constant (not 0, 1, -1, nor an exponent) becomes an `nn.Parameter` c0, c1, ...,
     initialised to its value.
     """
@@ -94,7 +95,7 @@ class Activation(nn.Module):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        super().__setstate__(state)
         self._compile({name: fn if fn is not None else to_torch(definition, variables=ARGS[:arity])
                        for name, (arity, fn, definition) in self._parts.items()})
 
