@@ -84,12 +84,17 @@ def is_registered(name: str) -> bool:
     return isinstance(_hf_tables().ACT2CLS.get(name), _Factory)
 
 
+# Entries that are not hidden-layer activations: identity, gates and routers, a function with its own weights.
+_NOT_HIDDEN = ("linear", "sigmoid", "sqrtsoftplus", "prelu")
+
+
 def hf_activation_classes() -> tuple[type[nn.Module], ...]:
-    """The activation module classes transformers' models use (NewGELUActivation, ...), for `swap(replace=...)`."""
+    """The hidden-layer activation classes of transformers' table (NewGELUActivation, ...), for
+    `swap(replace=...)`; not its identity ("linear"), gate ("sigmoid", "sqrtsoftplus") or PReLU entries."""
     found: dict[type, None] = {}
-    for entry in _hf_tables().ACT2CLS.values():
+    for key, entry in _hf_tables().ACT2CLS.items():
         cls = entry[0] if isinstance(entry, tuple) else entry
-        if isinstance(cls, type) and issubclass(cls, nn.Module):
+        if key not in _NOT_HIDDEN and isinstance(cls, type) and issubclass(cls, nn.Module):
             found[cls] = None
     return tuple(found)
 

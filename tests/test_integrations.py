@@ -57,6 +57,9 @@ def test_register_as_a_context_manager(hf):
     with register("gpact_ctx", "gmtu") as handle:
         assert hf.ACT2FN["gpact_ctx"].formula == Activation("gmtu").formula
         unregister(handle.name)  # undone inside the block: leaving it must not fail
+    act = Activation("relu")
+    with register("gpact_obj", act):
+        assert isinstance(hf.ACT2FN["gpact_obj"], Activation) and hf.ACT2FN["gpact_obj"] is not act
     with pytest.raises(RuntimeError), register("gpact_ctx", "relu"):
         raise RuntimeError("the block failed")
     assert "gpact_ctx" not in hf.ACT2CLS
@@ -81,6 +84,7 @@ def test_hf_activation_classes_include_gpt2s(hf):
 
     classes = hf_activation_classes()
     assert hf.NewGELUActivation in classes and torch.nn.ReLU in classes
+    assert not {hf.LinearActivation, torch.nn.Sigmoid, torch.nn.PReLU} & set(classes)  # identity, gates, weights
 
 
 def test_missing_transformers_is_a_one_line_hint(monkeypatch):

@@ -118,6 +118,9 @@ def test_a_model_holding_it_pickles():
     x = torch.randn(5, 3)
     torch.testing.assert_close(loaded(x), model(x))
     assert loaded[1].c0.item() == pytest.approx(0.3) and loaded[1].formula == model[1].formula
+    fresh = _model(Activation("gelu(x) + 0.1*sin(x)", trainable=True))
+    fresh.load_state_dict(model.state_dict())  # the constants are ordinary state: "1.c0"
+    torch.testing.assert_close(fresh(x), model(x))
     again = pickle.loads(pickle.dumps(Activation("selu")))
     torch.testing.assert_close(again(X64), Activation("selu")(X64))
 
