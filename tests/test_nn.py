@@ -134,6 +134,17 @@ def test_unpickling_needs_no_grammar_file(tmp_path):
     torch.testing.assert_close(pickle.loads(data)(X64), act(X64))
 
 
+def test_an_imported_primitive_copies_but_refuses_pickling():
+    grammar = gpact.add_primitive(load_grammar("minimal"), "bump", arity=1, fn=lambda z: z * torch.exp(-z * z), cost=7)
+    act = Activation("bump(x) + 0.3*x", trainable=True, grammar=grammar)
+    model = _model(nn.ReLU())
+    assert swap(model, act) == ["1"]
+    assert model[1] is not act and model[1].c0 is not act.c0
+    torch.testing.assert_close(model[1](X64.float()), act(X64.float()))
+    with pytest.raises(pickle.PicklingError, match="'bump' is an imported Python function"):
+        pickle.dumps(act)
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit is deprecated, still widely used
 def test_jit_trace_and_torch_compile():
     model = _model(Activation("0.5*(sinc(x) + 2)*gelu(x)", trainable=True))

@@ -10,6 +10,7 @@ torch.compile; not under torch.jit.script, which cannot run the closures.
 
 from __future__ import annotations
 
+import copy
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,15 @@ class Activation(nn.Module):
                 raise pickle.PicklingError(f"primitive {excerpt(name)} is an imported Python function; an "
                                            "Activation using it cannot be pickled")
         return state
+
+    def __deepcopy__(self, memo: dict) -> Activation:
+        """A copy that shares the compiled closures (they hold no state), so a grammar's imported Python
+        function, which cannot be pickled, can still be copied (`swap` copies per site)."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items() if k != "_fn"})
+        new._fn = self._fn
+        return new
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
