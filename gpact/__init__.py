@@ -7,6 +7,7 @@ The public API (README, "From Python"):
     result = gpact.run(grammar=grammar, generations=5, tasks="smoke")    # what `gpact run` does
     table = gpact.score(["gelu(x) + 0.1*sin(x)", "mish"], tasks="smoke")  # `gpact eval`
     source = gpact.export("runs/<id>", rank=1, path="act.py")             # `gpact export`
+    act = gpact.nn.Activation.from_run("runs/<id>")                        # the found function as an nn.Module
 
 Names load on first use (PEP 562), so `import gpact` does not import torch, and modules inside the package
 can import from each other without going through this file's names.
@@ -49,10 +50,12 @@ run = _Run()
 
 
 def __getattr__(name: str):
+    if name in ("nn", "integrations"):  # subpackages with torch inside: imported on first use
+        return importlib.import_module(f"gpact.{name}")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'gpact' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted([*globals(), *_LAZY, "nn", "integrations"])

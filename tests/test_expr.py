@@ -9,7 +9,15 @@ from gpact.errors import FormulaError
 from gpact.expr.fingerprint import fingerprint
 from gpact.expr.grammar import load_grammar
 from gpact.expr.symbolic import X
-from gpact.expr.trees import analyse, compile_expr, formula_to_sympy, make_pset, parse_tree, tree_to_sympy
+from gpact.expr.trees import (
+    analyse,
+    compile_expr,
+    formula_to_sympy,
+    make_pset,
+    parse_tree,
+    printed_to_sympy,
+    tree_to_sympy,
+)
 
 FULL = load_grammar("full")
 MINIMAL = load_grammar("minimal")
@@ -93,3 +101,17 @@ def test_display_uses_readable_decimals():
 def test_fingerprint_is_stable():
     e = formula_to_sympy("tanh(x) * 0.5", FULL)
     assert fingerprint(e, FULL) == fingerprint(e, FULL)
+
+
+def test_printed_formulas_read_back_with_builtins_and_named_primitives():
+    """What gpact prints for a simplified formula: sympy builtins (Heaviside), named primitives, any constant."""
+    minimal = load_grammar("minimal")
+    expr = printed_to_sympy("Heaviside(x, 1/2) + 0.37*gelu(x) + Max(0.1*x, x)", minimal)
+    gelu = sp.Function("gelu")
+    assert expr == sp.Heaviside(X, sp.Rational(1, 2)) + sp.Rational(37, 100) * gelu(X) + sp.Max(X / 10, X)
+    with pytest.raises(FormulaError, match="not a primitive of grammar 'minimal'"):
+        formula_to_sympy("Heaviside(x, 1/2)", minimal)  # not the grammar's terms
+    with pytest.raises(FormulaError, match="'gelu' takes 1 argument"):
+        printed_to_sympy("gelu(x, x)", minimal)
+    with pytest.raises(FormulaError, match="unknown function 'nope'"):
+        printed_to_sympy("nope(x)", minimal)

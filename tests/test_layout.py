@@ -23,7 +23,8 @@ STAGES = {
     "backends": 4, "search": 4,
     "run": 5,
     "report": 6,
-    "cli": 7, "api": 7, "__init__": 7, "__main__": 8,
+    "cli": 7, "api": 7, "__init__": 7, "nn": 7,
+    "__main__": 8, "integrations": 8,
 }  # fmt: skip
 
 

@@ -9,6 +9,7 @@ that sympy can simplify |x|**2 -> x**2 without leaving complex parts behind.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import sympy as sp
 
@@ -61,8 +62,12 @@ def number(value: float) -> sp.Expr:
     return sp.Rational(text)
 
 
-def node_to_sympy(node: Node, variables: dict[str, sp.Symbol]) -> sp.Expr:
-    """Build sympy from a call tree that uses only operators, builtins and the given variables."""
+def node_to_sympy(node: Node, variables: dict[str, sp.Symbol], named: Mapping[str, int] | None = None) -> sp.Expr:
+    """Build sympy from a call tree that uses only operators, builtins and the given variables.
+
+    `named`: function names kept as named sympy functions, with their arity (a grammar's named primitives, as
+    a printed formula shows them: `gelu(x)`); they take precedence over builtins of the same name.
+    """
     if isinstance(node, Num):
         return number(node.value)
     if isinstance(node, Var):
@@ -71,9 +76,13 @@ def node_to_sympy(node: Node, variables: dict[str, sp.Symbol]) -> sp.Expr:
         if node.name in NAMED_CONSTANTS:
             return NAMED_CONSTANTS[node.name]
         raise FormulaError(f"unknown name {excerpt(node.name)}")
-    args = [node_to_sympy(a, variables) for a in node.args]
+    args = [node_to_sympy(a, variables, named) for a in node.args]
     if node.name in OPERATORS:
         return OPERATORS[node.name](*args)
+    if named and node.name in named:
+        if len(args) != named[node.name]:
+            raise FormulaError(f"{excerpt(node.name)} takes {named[node.name]} argument(s), got {len(args)}")
+        return sp.Function(node.name)(*args)
     op = ops.for_formula(node.name)
     if op is None:
         raise FormulaError(f"unknown function {excerpt(node.name)} (allowed: {', '.join(ops.formula_names())})")

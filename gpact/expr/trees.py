@@ -26,7 +26,7 @@ from gpact.expr.flops import count_flops
 from gpact.expr.formula import Call, Node, Num, Var, parse
 from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, Primitive
-from gpact.expr.symbolic import NAMED_CONSTANTS, X, canonical_name, display, number
+from gpact.expr.symbolic import NAMED_CONSTANTS, X, canonical_name, display, node_to_sympy, number
 from gpact.expr.torchfn import to_torch
 
 SIMPLIFY_MAX_OPS = 40  # above this, sympy's simplify is skipped: too slow to be worth it
@@ -103,6 +103,14 @@ def parse_tree(text: str, grammar: Grammar, pset: gp.PrimitiveSet) -> gp.Primiti
 def formula_to_sympy(text: str, grammar: Grammar) -> sp.Expr:
     """Text -> sympy over the grammar's primitives (no size limits: for scoring any formula)."""
     return tree_to_sympy(parse_tree(text, grammar, make_pset(grammar)), grammar)
+
+
+def printed_to_sympy(text: str, grammar: Grammar) -> sp.Expr:
+    """Text as gpact prints a simplified formula -> sympy: operators are sympy's, names are the grammar's named
+    primitives or the op registry's builtins (`Heaviside(x, 1/2)`, `Max(0.1*x, x)`), constants need not be the
+    grammar's. For formulas `formula_to_sympy` refuses because the simplified form left the grammar's terms."""
+    named = {p.name: p.arity for p in grammar.primitives.values() if not p.inline}
+    return node_to_sympy(parse(text), {"x": X}, named)
 
 
 def _emit(node: Node, grammar: Grammar, pset: gp.PrimitiveSet, out: list) -> None:
