@@ -288,7 +288,8 @@ def _closing(cfg: RunConfig, state: State, verdict: Verdict) -> list[str]:
     lines = [f"recommended (best {verdict.picked_on} score on the front): {rec.formula}  "
              f"[{', '.join(parts)}; {_unit(cfg)}; {rec.flops:g} FLOPs]"]
     if refs:
-        lines.append(f"references on the test tasks: {refs}")
+        lines.append(f"references on the test tasks: {refs}  (gelu(x): GELU's own networks against its yardstick, "
+                     f"how far one measurement of the same function strays from 1)")
     if proxy := proxy_line(verdict):
         lines.append(proxy)
     return lines

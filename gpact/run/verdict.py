@@ -120,7 +120,7 @@ def proxy_sample(front: Sequence[Record], records: Sequence[Record], n: int, see
 
 
 def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Record], records: Sequence[Record],
-          backend: Backend, references: Sequence[str] = ("relu(x)",),
+          backend: Backend, references: Sequence[str] = ("gelu(x)", "relu(x)"),
           echo: Callable[[str], None] = print) -> Verdict:
     """Validation scores and the pick, the proxy check, and test scores of a finished run's front."""
     verdict = Verdict()
