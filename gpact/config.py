@@ -121,7 +121,7 @@ class RunConfig:
     population: int = 32  # rounded up to a multiple of 4 (NSGA-II's tournament needs it)
     seed: int = 0
     tasks: str = "search:16"  # the search part: selected on (gpact.train.partition; `--tasks` syntax)
-    validation: str = "validation:24"  # picks the recommended function among the front; "" skips
+    validation: str = "validation:16"  # picks the recommended function among the front; "" skips
     test: str = "test:24"  # reported only, never selected on; "" skips
     train_seeds: int = 3  # network initialisations per task (racing trains the last ones on promising functions only)
     n_train: int = 256
