@@ -1,7 +1,8 @@
 """Command line: thin click commands that parse options, call one library function and print.
 
 Every GpactError (bad grammar, formula, config, run folder) and every OSError (a full disk, a read-only
-folder) becomes one line on stderr and exit status 2.
+folder) becomes one line on stderr and exit status 2; Ctrl-C before a command handles it, one line and 130.
+Nothing heavy (torch, sympy) is imported at the top, so a Ctrl-C while it loads lands in these handlers.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import sys
 
 import click
 
-from gpact.config import OBJECTIVES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
+from gpact.config import OBJECTIVES, STRATEGIES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
 from gpact.errors import GpactError
-from gpact.search.strategy import STRATEGIES
 
 TASKS_HELP = ("Comma-separated task suites, task names (library ones too: rational/3, feynman/I.12.4), "
               "seeded draws across families (random:N or random:N@SEED) or of a family split's part "
@@ -31,6 +31,9 @@ class _Group(click.Group):
             where = f": {exc.filename}" if exc.filename else ""
             click.echo(f"gpact: error: {exc.strerror or exc}{where}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C before a command's own handlers are in place (imports, a checkpoint)
+            click.echo("gpact: interrupted", err=True)
+            sys.exit(130)
 
 
 def _one_line(message: str, limit: int = 1000) -> str:
@@ -237,7 +240,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
 
 def _score_options(f):
     """Options shared by `gpact eval` and `gpact baselines`."""
-    from gpact.train.mlp import DEFAULT_CONFIG as D
+    D = TrainConfig()  # gpact.train.mlp.DEFAULT_CONFIG, without importing torch
 
     opts = [
         click.option("--tasks", default="default", show_default=True, help=TASKS_HELP),
