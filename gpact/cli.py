@@ -134,10 +134,12 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
     a second one abandons the generation. `gpact run --resume runs/<id>` continues.
     """
-    from gpact.run.runner import run as run_search
+    from gpact.run.estimate import check_population
     from gpact.run.stopping import parse_duration
 
     if resume:
+        from gpact.run.runner import run as run_search
+
         result = run_search(_resume_config(click.get_current_context(), resume), echo=click.echo, resume=resume)
         sys.exit(result.exit_code)
     train, dist = _training(protocol, width=width, depth=depth, steps=steps, lr=lr)
@@ -152,7 +154,18 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
                     strategy=strategy)
     cfg = dataclasses.replace(cfg, protocol=dist)
+    _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
+    from gpact.run.runner import run as run_search
+
     sys.exit(run_search(cfg, echo=click.echo).exit_code)
+
+
+def _announce(est, population: int) -> None:
+    """A line before a long, silent initial population (gpact.run.estimate)."""
+    from gpact.run.estimate import ANNOUNCE_SECONDS
+
+    if est.seconds > ANNOUNCE_SECONDS:
+        click.echo(f"gpact: building the initial population of {population} functions: {est.describe()}")
 
 
 def _training(choice: str, **pins) -> tuple[TrainConfig, ProtocolDist]:
