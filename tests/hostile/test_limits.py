@@ -225,6 +225,13 @@ def test_real_sigint_before_the_handlers_is_one_line_and_130(tmp_path, code):
     assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.json"]  # no lock, nothing written
 
 
+def test_the_command_line_names_every_strategy():
+    from gpact.config import STRATEGIES
+    from gpact.search.strategy import STRATEGIES as CLASSES
+
+    assert STRATEGIES == tuple(CLASSES)
+
+
 def test_the_command_line_starts_without_torch():
     """So a Ctrl-C while torch loads lands in gpact's handler, and refusals need not wait for it."""
     code = "import sys, gpact.cli; sys.exit('torch' in sys.modules or 'sympy' in sys.modules)"
