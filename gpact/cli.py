@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from gpact.config import OBJECTIVES, STRATEGIES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
 from gpact.errors import GpactError
+
+if TYPE_CHECKING:
+    from gpact.run.estimate import StartEstimate
 
 TASKS_HELP = ("Comma-separated task suites, task names (library ones too: rational/3, feynman/I.12.4), "
               "seeded draws across families (random:N or random:N@SEED) or of a family split's part "
@@ -160,7 +164,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
     sys.exit(run_search(cfg, echo=click.echo).exit_code)
 
 
-def _announce(est, population: int) -> None:
+def _announce(est: StartEstimate, population: int) -> None:
     """A line before a long, silent initial population (gpact.run.estimate)."""
     from gpact.run.estimate import ANNOUNCE_SECONDS
 

@@ -66,6 +66,19 @@ def test_population_estimate_checks_free_memory_and_announces_long_starts(tmp_pa
     assert estimate.machine_memory() is None or estimate.machine_memory() > 0
 
 
+def test_run_announces_a_long_initial_population_before_it_starts(tmp_path, monkeypatch):
+    from gpact.run import runner
+
+    class Done:
+        exit_code = 0
+
+    monkeypatch.setattr(runner, "run", lambda cfg, echo: Done())
+    r = CliRunner().invoke(main, [*RUN, "--population", "5000", "--out", str(tmp_path)])
+    assert r.exit_code == 0 and r.output.startswith("gpact: building the initial population of 5000 functions: about")
+    r = CliRunner().invoke(main, [*RUN, "--out", str(tmp_path)])
+    assert r.exit_code == 0 and r.output == ""
+
+
 def test_api_run_refuses_a_huge_population_at_once(tmp_path):
     import gpact
 
