@@ -32,6 +32,7 @@ def run(config: RunConfig | None = None, *, grammar: Grammar | str | None = None
     from gpact.config import RunConfig
     from gpact.expr.grammar import Grammar
     from gpact.run import checkpoint
+    from gpact.run.estimate import check_population
     from gpact.run.runner import run as run_search
 
     grammar_obj = grammar if isinstance(grammar, Grammar) else None
@@ -44,6 +45,7 @@ def run(config: RunConfig | None = None, *, grammar: Grammar | str | None = None
         for key, value in options.items():
             data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
         cfg = RunConfig.from_dict(data)
+        check_population(cfg.mu)  # refused at once, not after hours of building (gpact.run.estimate)
     return run_search(cfg, echo=echo or _quiet, grammar=grammar_obj, resume=resume, live=live)
 
 

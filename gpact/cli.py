@@ -1,19 +1,23 @@
 """Command line: thin click commands that parse options, call one library function and print.
 
 Every GpactError (bad grammar, formula, config, run folder) and every OSError (a full disk, a read-only
-folder) becomes one line on stderr and exit status 2.
+folder) becomes one line on stderr and exit status 2; Ctrl-C before a command handles it, one line and 130.
+Nothing heavy (torch, sympy) is imported at the top, so a Ctrl-C while it loads lands in these handlers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from gpact.config import OBJECTIVES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
+from gpact.config import OBJECTIVES, STRATEGIES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
 from gpact.errors import GpactError
-from gpact.search.strategy import STRATEGIES
+
+if TYPE_CHECKING:
+    from gpact.run.estimate import StartEstimate
 
 TASKS_HELP = ("Comma-separated task suites, task names (library ones too: rational/3, feynman/I.12.4), "
               "seeded draws across families (random:N or random:N@SEED) or of a family split's part "
@@ -31,6 +35,9 @@ class _Group(click.Group):
             where = f": {exc.filename}" if exc.filename else ""
             click.echo(f"gpact: error: {exc.strerror or exc}{where}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C before a command's own handlers are in place (imports, a checkpoint)
+            click.echo("gpact: interrupted", err=True)
+            sys.exit(130)
 
 
 def _one_line(message: str, limit: int = 1000) -> str:
@@ -131,10 +138,12 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
     a second one abandons the generation. `gpact run --resume runs/<id>` continues.
     """
-    from gpact.run.runner import run as run_search
+    from gpact.run.estimate import check_population
     from gpact.run.stopping import parse_duration
 
     if resume:
+        from gpact.run.runner import run as run_search
+
         result = run_search(_resume_config(click.get_current_context(), resume), echo=click.echo, resume=resume)
         sys.exit(result.exit_code)
     train, dist = _training(protocol, width=width, depth=depth, steps=steps, lr=lr)
@@ -149,7 +158,18 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
                     strategy=strategy)
     cfg = dataclasses.replace(cfg, protocol=dist)
+    _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
+    from gpact.run.runner import run as run_search
+
     sys.exit(run_search(cfg, echo=click.echo).exit_code)
+
+
+def _announce(est: StartEstimate, population: int) -> None:
+    """A line before a long, silent initial population (gpact.run.estimate)."""
+    from gpact.run.estimate import ANNOUNCE_SECONDS
+
+    if est.seconds > ANNOUNCE_SECONDS:
+        click.echo(f"gpact: building the initial population of {population} functions: {est.describe()}")
 
 
 def _training(choice: str, **pins) -> tuple[TrainConfig, ProtocolDist]:
@@ -237,7 +257,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
 
 def _score_options(f):
     """Options shared by `gpact eval` and `gpact baselines`."""
-    from gpact.train.mlp import DEFAULT_CONFIG as D
+    D = TrainConfig()  # gpact.train.mlp.DEFAULT_CONFIG, without importing torch
 
     opts = [
         click.option("--tasks", default="default", show_default=True, help=TASKS_HELP),

@@ -14,6 +14,7 @@ from gpact.errors import ConfigError
 BACKENDS = ("serial", "process", "ray")  # where candidates are trained (gpact.backends)
 TRAIN_DTYPES = ("float32", "float64")
 OBJECTIVES = ("tail", "geomean")  # gpact.train.objective.Objective
+STRATEGIES = ("gp",)  # the keys of gpact.search.strategy.STRATEGIES, named here so the CLI starts without torch
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.dtype not in TRAIN_DTYPES:
             raise ConfigError(f"train dtype must be one of {', '.join(TRAIN_DTYPES)}, got '{self.dtype}'")
+        ints = (self.width, self.depth, self.steps)  # 0 would train nothing, or crash deep inside torch
+        _check([(all(isinstance(v, int) and v >= 1 for v in ints), "width, depth and steps must be >= 1"),
+                (0 < self.lr < float("inf") and self.clip_loss > 0, "lr must be a positive number, clip_loss > 0")])
 
     @property
     def torch_dtype(self):  # -> torch.dtype

@@ -32,10 +32,26 @@ _ABS_FLOOR = 1e-9  # outputs below this count as 0 when comparing functions
 
 def fingerprint(expr: sp.Expr, grammar: Grammar) -> str:
     """Hash of the function's values on fixed probe points (float64, 6 significant digits)."""
+    return key_of(probe_values(expr, grammar))
+
+
+def probe_values(expr: sp.Expr, grammar: Grammar) -> np.ndarray:
+    """The function's float64 outputs on PROBE (a constant expression gives one value per point too)."""
     with torch.no_grad():
-        values = to_torch(expr, grammar.functions)(torch.tensor(PROBE, dtype=torch.float64)).numpy()
+        out = to_torch(expr, grammar.functions)(torch.tensor(PROBE, dtype=torch.float64))
+    return np.broadcast_to(np.asarray(out, dtype=np.float64), PROBE.shape)
+
+
+def key_of(values: np.ndarray) -> str:
+    """The fingerprint of outputs on PROBE."""
     text = ",".join(f"{v:.6g}" for v in values)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def is_constant(values: np.ndarray) -> bool:
+    """Whether outputs on PROBE are one number: a function of x only in its syntax (div(x, 0) is 0 when
+    the division is protected) is as useless an activation as a literal constant."""
+    return bool(np.isfinite(values).all() and np.allclose(values, values[0], rtol=1e-9, atol=_ABS_FLOOR))
 
 
 def is_finite(expr: sp.Expr, grammar: Grammar) -> bool:

@@ -21,7 +21,7 @@ import torch
 from deap import gp
 
 from gpact.errors import FormulaError
-from gpact.expr.fingerprint import fingerprint
+from gpact.expr.fingerprint import is_constant, key_of, probe_values
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import Call, Node, Num, Var, parse
 from gpact.expr.gate import excerpt
@@ -41,6 +41,7 @@ class Analysis:
     expr: sp.Expr  # the simplified sympy form the evaluator runs
     key: str  # numeric fingerprint: equal keys = same function, evaluated once
     flops: float  # per element, from the grammar's costs, on the simplified form
+    constant: bool = False  # one value on every probe point, whatever the syntax (div(x, 0) when protected)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -239,4 +240,6 @@ def analyse(expr: sp.Expr, grammar: Grammar) -> Analysis:
             simple_flops = float("inf")
         if simple_flops <= best_flops:
             best, best_flops = simple, simple_flops
-    return Analysis(formula=display(best), expr=best, key=fingerprint(best, grammar), flops=best_flops)
+    values = probe_values(best, grammar)
+    return Analysis(formula=display(best), expr=best, key=key_of(values), flops=best_flops,
+                    constant=is_constant(values))

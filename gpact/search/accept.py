@@ -1,8 +1,9 @@
 """Acceptance: the one rule that decides whether a tree may be a candidate of the run.
 
 A tree is accepted when it is within the grammar's height and size limits, inside one of the run's
-templates (when the run uses templates), within the FLOP budget, and not constant in x. The search, its
-initial population and the LLM operator all ask `Acceptance.check`; nothing else decides validity.
+templates (when the run uses templates), within the FLOP budget, and not constant in x: neither in its
+formula nor on the probe points (a protected div(x, 0) is 0). The search, its initial population and the
+LLM operator all ask `Acceptance.check`; nothing else decides validity.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Acceptance:
             return None
         if analysis.flops > lim.max_flops:
             return Rejection("flops", f"{analysis.flops:g} FLOPs (max {lim.max_flops:g})")
-        if X not in analysis.expr.free_symbols:
+        if X not in analysis.expr.free_symbols or analysis.constant:
             return Rejection("constant", f"does not depend on x: {analysis.formula}")
         return None
 

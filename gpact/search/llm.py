@@ -37,6 +37,7 @@ from gpact.expr.trees import Analysis, analyse, parse_tree, tree_to_sympy
 from gpact.search.accept import Acceptance
 
 CACHE_VERSION = 1
+MAX_CACHE_BYTES = 1_000_000  # a cached answer holds at most MAX_ANSWER_CHARS characters, JSON-escaped
 _DEADLINE_SLACK = 2.0  # seconds past the client's own timeout before a request is abandoned
 _OPERATOR_SPELLING = {"+": "a + b", "-": "a - b", "*": "a * b", "/": "a / b", "neg": "-a", "**2": "a**2",
                       "**3": "a**3"}
@@ -159,6 +160,7 @@ class LLMOperator:
 
         t0 = time.perf_counter()
         entry = self.cache.get(key)
+        cache_note = self.cache.note
         cached = entry is not None
         if entry is None:
             entry = self._request(messages, seed=int(key[:8], 16))
@@ -180,7 +182,7 @@ class LLMOperator:
                    "parents": [p.formula for p in parents], "prompt": messages, "response": entry.get("content"),
                    "error": entry.get("error"), "error_detail": entry.get("detail"), "usage": entry.get("usage"),
                    "accepted": accepted, "rejected": rejected, "fallback": reason,
-                   "seconds": round(time.perf_counter() - t0, 3)})
+                   "seconds": round(time.perf_counter() - t0, 3), **({"cache_note": cache_note} if cache_note else {})})
         return children or None
 
     def _request(self, messages: list[dict[str, str]], seed: int) -> dict[str, Any]:
@@ -413,21 +415,48 @@ def _sha(data: Any) -> str:
 
 
 class _Cache:
-    """One JSON file per answer, `<sha256>.json`, written atomically; unreadable files count as misses."""
+    """One JSON file per answer, `<sha256>.json`, written atomically. Unreadable, oversized or malformed files
+    (a full disk's half write, a poisoned cache folder) count as misses; `note` says why, for the call log."""
 
     def __init__(self, directory: Path):
         self.dir = directory
+        self.note: str | None = None  # why the last `get` ignored a file that was there
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.dir / f"{key}.json"
+        self.note = None
         try:
-            entry = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            with path.open("rb") as f:
+                data = f.read(MAX_CACHE_BYTES + 1)  # no stat: the file may grow between the two
+        except OSError:
             return None
-        return entry if isinstance(entry, dict) else None
+        if len(data) > MAX_CACHE_BYTES:
+            self.note = f"cache entry {path.name} is over {MAX_CACHE_BYTES} bytes: ignored"
+            return None
+        try:
+            entry = json.loads(data.decode("utf-8"))
+        except (ValueError, RecursionError):  # RecursionError: a file of 100,000 '['
+            self.note = f"cache entry {path.name} is not JSON: ignored"
+            return None
+        if not _entry_ok(entry):
+            self.note = f"cache entry {path.name} is not an answer: ignored"
+            return None
+        return entry
 
     def put(self, key: str, entry: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.dir / f".{key}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(entry, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.dir / f"{key}.json")
+
+
+def _entry_ok(entry: Any) -> bool:
+    """Whether a cache file holds what `_request` returns: text fields as text, usage as counts."""
+    if not isinstance(entry, dict):
+        return False
+    text = all(entry.get(k) is None or isinstance(entry.get(k), str) for k in ("content", "error", "detail"))
+    usage = entry.get("usage")
+    counts = usage is None or (isinstance(usage, dict) and all(
+        v is None or (isinstance(v, int) and not isinstance(v, bool)) for k, v in usage.items()
+        if k in ("total_tokens", "prompt_tokens", "completion_tokens")))
+    return text and counts and len(entry.get("content") or "") <= MAX_ANSWER_CHARS

@@ -26,6 +26,7 @@ import torch
 
 from gpact.config import TrainConfig
 from gpact.errors import ConfigError, FormulaError
+from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE
@@ -145,7 +146,7 @@ def _analyse(text: str, label: str, grammar: Grammar) -> Analysis:
         return analyse(tree_to_sympy(tree, grammar), grammar)
     except FormulaError as exc:
         known = f"; baselines: {', '.join(BASELINES)}" if label == text and label.isidentifier() else ""
-        raise FormulaError(f"formula {label!r}: {exc}{known}") from None
+        raise FormulaError(f"formula {excerpt(label)}: {exc}{known}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
