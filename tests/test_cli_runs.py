@@ -164,6 +164,7 @@ def test_show_list_and_export(tmp_path, reference):
     header, _, row = res.output.splitlines()[:3]
     assert header.split()[:4] == ["run", "started", "grammar", "generations"]
     assert row.split()[0] == "ref" and "minimal" in row and "3/3" in row and row.rstrip().endswith("complete")
+    assert json.loads((reference / "summary.json").read_text())["recommended"]["formula"] in row
 
     target = tmp_path / "act.py"
     res = runner.invoke(main, ["export", str(reference), "--rank", "1", "--format", "torch", "--out", str(target)])

@@ -81,10 +81,18 @@ def list_runs(root: Path) -> list[RunInfo]:
 
 
 def format_list(runs: list[RunInfo]) -> str:
-    """One line per run: id, date, grammar, generations, evaluations, best score, status."""
-    head = ["run", "started", "grammar", "generations", "evals", "best OOD", "status"]
-    body = [[r.path.name, r.started.replace("T", " "), r.grammar, f"{r.generations_done}/{r.generations_target}",
-             str(r.evaluations), fmt(r.best), r.status] for r in runs]
+    """One line per run: id, date, grammar, generations, evaluations, best search score, the recommended
+    function with its test score (finished runs), status."""
+    head = ["run", "started", "grammar", "generations", "evals", "best search", "recommended", "test", "status"]
+    body = []
+    for r in runs:
+        pick = r.summary.get("recommended") if isinstance(r.summary.get("recommended"), dict) else {}
+        formula = str(pick.get("formula") or "-")
+        test = pick.get("test")
+        body.append([r.path.name, r.started.replace("T", " "), r.grammar,
+                     f"{r.generations_done}/{r.generations_target}", str(r.evaluations), fmt(r.best),
+                     formula if len(formula) <= 40 else formula[:37] + "...",
+                     fmt(test, 3) if isinstance(test, int | float) else "-", r.status])
     return "\n".join(grid(head, body)) if body else "no runs"
 
 
