@@ -43,9 +43,13 @@ def test_the_run_recommends_the_best_validation_score_and_reports_test(tmp_path)
     seen = {t for line in (out / "candidates.jsonl").read_text().splitlines() for t in json.loads(line)["per_task"]}
     assert seen == set(parts["search"]["tasks"])
     assert not set(split_tasks(sorted(seen)).values()) & (families["test"] | families["validation"])
-    # export takes the recommended function when no rank is named
-    res = CliRunner().invoke(main, ["export", str(out), "--format", "sympy"])
-    assert res.exit_code == 0, res.output
+    # show and list name it; export takes it when no rank is named
+    shown = CliRunner().invoke(main, ["show", str(out), "--no-plots"])
+    assert f"recommended: {best['formula']}  (rank {best['rank']}, best validation score" in shown.output
+    listed = CliRunner().invoke(main, ["list", str(tmp_path)])
+    assert best["formula"] in listed.output
+    res = CliRunner().invoke(main, ["export", str(out), "--format", "torch"])
+    assert res.exit_code == 0 and f"(rank {best['rank']}: {best['formula']})" in res.output, res.output
 
 
 def test_the_test_part_changes_nothing_that_is_selected_or_picked(tmp_path):
