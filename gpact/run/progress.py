@@ -110,7 +110,8 @@ class Display:
                              description=f"gen {generation}/{self.cfg.generations}", info="")
 
     def evaluated(self, done: int, total: int) -> None:
-        """The evaluator's progress callback: `done` of `total` new functions trained."""
+        """The search's progress callback within a generation: `done` of `total` (racing stages trained, or new
+        functions trained when a strategy evaluates them in one go)."""
         if self._bars is not None:
             self._bars.update(self._gen_task, completed=done, total=total)
 
