@@ -216,10 +216,12 @@ def test_interrupt_while_the_checkpoint_loads_is_one_line(tmp_path, monkeypatch)
     assert refused(["run", "--resume", tmp_path / "r"], status=130) == "gpact: interrupted\n"
 
 
-SIGNALLERS = {  # python code run before main(): how SIGINT reaches the process before any handler of gpact's
-    "while_importing": "threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()",
-    "while_the_checkpoint_loads": "import gpact.run.checkpoint as c; "
-                                  "c.resume_config = lambda *a: (os.kill(os.getpid(), signal.SIGINT), time.sleep(5))",
+SIGNALLERS = {  # python code run before main(): SIGINT at a known point, before any handler of gpact's
+    # audit hooks see every import and open, whatever module objects the process ends up with
+    "while_importing": "sys.addaudithook(lambda e, a: e == 'import' and a[0] == 'gpact.run.runner' "
+                       "and os.kill(os.getpid(), signal.SIGINT))",
+    "while_the_checkpoint_loads": "sys.addaudithook(lambda e, a: e == 'open' and str(a[0]).endswith('.json') "
+                                  "and os.kill(os.getpid(), signal.SIGINT))",
 }
 
 
@@ -228,6 +230,7 @@ def test_real_sigint_before_the_handlers_is_one_line_and_130(tmp_path, code):
     run_dir = tmp_path / "r"
     run_dir.mkdir()
     (run_dir / "checkpoint.json").write_text("{}")
+    (run_dir / "config.json").write_text("{}")
     script = (f"import os, signal, sys, threading, time; from gpact.cli import main; {code}; "
               f"main(['run', '--resume', {str(run_dir)!r}], prog_name='gpact')")
     t0 = time.perf_counter()
@@ -235,7 +238,7 @@ def test_real_sigint_before_the_handlers_is_one_line_and_130(tmp_path, code):
     assert proc.returncode == 130, proc.stderr[-1000:]
     assert proc.stderr == "gpact: interrupted\n" and proc.stdout == ""
     assert time.perf_counter() - t0 < 30  # a fresh interpreter that imports torch on a loaded machine
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.json"]  # no lock, nothing written
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.json", "config.json"]  # no lock, no writes
 
 
 def test_the_command_line_names_every_strategy():
