@@ -231,7 +231,10 @@ def test_real_sigint_before_the_handlers_is_one_line_and_130(tmp_path, code):
     run_dir.mkdir()
     (run_dir / "checkpoint.json").write_text("{}")
     (run_dir / "config.json").write_text("{}")
-    script = (f"import os, signal, sys, threading, time; from gpact.cli import main; {code}; "
+    # a shell that starts a job in the background makes it ignore SIGINT, and the ignore is inherited: give the
+    # subprocess the Ctrl-C a user's terminal gives (Python's default handler), whoever runs the tests
+    script = (f"import os, signal, sys, threading, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              f"from gpact.cli import main; {code}; "
               f"main(['run', '--resume', {str(run_dir)!r}], prog_name='gpact')")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=60)
