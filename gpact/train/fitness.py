@@ -20,7 +20,7 @@ from gpact.train.reference import WORST, Activation, TrainResult, train_referenc
 from gpact.train.tasks import Task
 
 __all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "median", "merge",
-           "run_key"]
+           "run_key", "split_key", "task_of"]
 
 LOSS_FLOOR = 1e-12
 """Losses are floored here before taking logs, so an exact fit does not give log(0) = -inf."""
@@ -43,6 +43,17 @@ def run_key(task: str, seed: int) -> str:
     return f"{task}#{seed}"
 
 
+def split_key(key: str) -> tuple[str, int]:
+    """(task, seed) of a `run_key`; task names may hold '/' and ':', never '#'."""
+    task, seed = key.rsplit("#", 1)
+    return task, int(seed)
+
+
+def task_of(key: str) -> str:
+    """The task a network key belongs to (a key without a seed part is a task of its own)."""
+    return key.rsplit("#", 1)[0]
+
+
 def run_loss(result: TrainResult) -> float:
     """A network's OOD loss, WORST when its training failed."""
     return WORST if result.diverged or not result.ood_loss < WORST else result.ood_loss
@@ -56,8 +67,12 @@ def median(values: list[float]) -> float:
 
 
 def _task_median(results: list[TrainResult], attr: str) -> float:
-    vals = [math.inf if r.diverged or getattr(r, attr) >= WORST else getattr(r, attr) for r in results]
-    return min(median(vals), WORST)
+    return _median_loss([WORST if r.diverged else getattr(r, attr) for r in results])
+
+
+def _median_loss(losses: list[float]) -> float:
+    """A task's median over seeds, a failed network (loss WORST) counting as +infinity; capped at WORST."""
+    return min(median([math.inf if v >= WORST else v for v in losses]), WORST)
 
 
 def geo_mean(values: list[float]) -> float:
@@ -107,8 +122,8 @@ def merge(parts: Sequence[Fitness]) -> Fitness:
         runs.update(p.per_run)
     by_task: dict[str, list[float]] = {}
     for key, loss in runs.items():
-        by_task.setdefault(key.rsplit("#", 1)[0], []).append(math.inf if loss >= WORST else loss)
-    per_task = {t: min(median(v), WORST) for t, v in by_task.items()}
+        by_task.setdefault(task_of(key), []).append(loss)
+    per_task = {t: _median_loss(v) for t, v in by_task.items()}
     weights = [max(1, len(p.per_run)) for p in parts]
     id_loss = (WORST if any(p.id_loss >= WORST for p in parts) else
                math.exp(sum(w * math.log(max(p.id_loss, LOSS_FLOOR)) for w, p in zip(weights, parts, strict=True))

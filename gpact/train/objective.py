@@ -28,7 +28,7 @@ import numpy as np
 
 from gpact.config import OBJECTIVES
 from gpact.errors import ConfigError
-from gpact.train.fitness import LOSS_FLOOR
+from gpact.train.fitness import LOSS_FLOOR, task_of
 from gpact.train.reference import WORST
 
 FAIL_LOG_RATIO = math.log(WORST)  # a failed network: as if its loss were WORST against a GELU loss of 1
@@ -90,7 +90,7 @@ def tail_score(results: Mapping[str, float], references: Mapping[str, float],
         raise ConfigError("tail_score needs at least one network")
     per_task: dict[str, list[float]] = {}
     for k in sorted(results):
-        per_task.setdefault(k.rsplit("#", 1)[0], []).append(log_ratio(results[k], references[k]))
+        per_task.setdefault(task_of(k), []).append(log_ratio(results[k], references[k]))
     ratios = [float(np.mean(v)) for v in per_task.values()]
     mean, tail_mean = float(np.mean(ratios)), cvar(ratios, tail)
     n_failed = sum(1 for v in results.values() if failed(v))
