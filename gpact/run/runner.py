@@ -33,7 +33,7 @@ from gpact.run.front import front_rows, table, to_csv
 from gpact.run.plots import write_plots
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
-from gpact.run.verdict import REFERENCE_GRAMMAR, Verdict, judge, proxy_line, yardstick
+from gpact.run.verdict import REFERENCE_GRAMMAR, REFERENCES, Verdict, judge, proxy_line, yardstick
 from gpact.search.accept import Acceptance
 from gpact.search.llm import LLMOperator
 from gpact.search.operators import make_operators
@@ -43,7 +43,6 @@ from gpact.train.objective import Objective
 from gpact.train.partition import PARTS, ROLES, Partition, partition
 from gpact.train.tasks import make_suite
 
-REFERENCES = ("gelu(x)", "relu(x)")
 LLM_LOG = "llm_calls.jsonl"
 LLM_CACHE = ".llm_cache"  # under the runs folder, shared by its runs
 
@@ -242,10 +241,8 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
 
 def _references(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective, dict[str, Record]]:
     """The run's objective on its search tasks, and GELU and ReLU scored by it, trained once per run."""
-    objective, gelu = yardstick(cfg, tasks, backend)
-    others = [t for t in REFERENCES if t != "gelu(x)"]
-    scored = score_on_suite(others, load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend, objective)
-    return objective, {"gelu(x)": gelu, **dict(zip(others, scored, strict=True))}
+    objective, grammar = yardstick(cfg, tasks, backend), load_grammar(REFERENCE_GRAMMAR)
+    return objective, {t: score_on_suite([t], grammar, tasks, cfg, backend, objective)[0] for t in REFERENCES}
 
 
 def _protocol(cfg: RunConfig) -> str:

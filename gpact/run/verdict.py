@@ -22,13 +22,14 @@ from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.search.records import Record, score_on_suite
-from gpact.train.fitness import LOSS_FLOOR, WORST, run_key
-from gpact.train.objective import Objective, spearman
+from gpact.train.fitness import LOSS_FLOOR, WORST, run_key, split_key
+from gpact.train.objective import Objective, spearman, tail_score
 from gpact.train.partition import Partition
 from gpact.train.protocol import SEED_PERIOD
 from gpact.train.tasks import make_suite
 
 REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
+REFERENCES = ("gelu(x)", "relu(x)")  # scored beside every part, GELU's own networks first
 YARDSTICK = 4  # GELU network sets the yardstick averages
 REFERENCE_SEEDS = SEED_PERIOD  # GELU's yardstick networks: seeds 1000 + s, never a candidate's, and drawing the
 # protocol of seed s (gpact.train.protocol), so they differ from the candidates' networks in their weights only
@@ -62,8 +63,8 @@ class Verdict:
         }
 
 
-def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective, Record]:
-    """The run's objective on these tasks, and GELU's record under it.
+def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> Objective:
+    """The run's objective on these tasks.
 
     OOD losses of small networks swing by 10x with the initialisation, so the yardstick is GELU trained
     YARDSTICK times from other initialisations than any candidate's (seeds 1000 + s, 2000 + s, ...; each
@@ -73,28 +74,22 @@ def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective,
     1 when it is as good as GELU, noise included, and GELU's own networks (the run's seeds, trained as any
     candidate's) score about 1, as luck has it (gpact.train.objective).
     """
-    grammar = load_grammar(REFERENCE_GRAMMAR)
     seeds = list(range(cfg.train_seeds))
     if cfg.train_seeds > REFERENCE_SEEDS:
         raise ConfigError(f"train_seeds must be at most {REFERENCE_SEEDS} (the yardstick's seeds start there)")
     offsets = [REFERENCE_SEEDS * (j + 1) for j in range(YARDSTICK)]
-    (ref,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend, seeds=[o + s for o in offsets for s in seeds])
-    (own,) = score_on_suite(["gelu(x)"], grammar, tasks, cfg, backend)
-    sets = [{_unshift(k, o): v for k, v in ref.per_run.items() if int(k.rsplit("#", 1)[1]) // REFERENCE_SEEDS == j + 1}
-            for j, o in enumerate(offsets)]
+    (ref,) = score_on_suite(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend,
+                            seeds=[o + s for o in offsets for s in seeds])
+    sets: list[dict[str, float]] = [{} for _ in offsets]
+    for key, loss in ref.per_run.items():
+        task, seed = split_key(key)
+        sets[seed // REFERENCE_SEEDS - 1][run_key(task, seed % REFERENCE_SEEDS)] = loss
     objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=_geo(sets))
     if cfg.objective == "tail":
-        loo = [Objective("tail", cfg.tail, cfg.tail_weight, reference=_geo(sets[:j] + sets[j + 1:]))
-               for j in range(len(sets))]
-        scores = [o.tail_of(_Networks(sets[j])).score for j, o in enumerate(loo)]
+        scores = [tail_score(sets[j], _geo(sets[:j] + sets[j + 1:]), cfg.tail, cfg.tail_weight).score
+                  for j in range(len(sets))]
         objective = dataclasses.replace(objective, baseline=float(np.mean(scores)))
-    return objective, dataclasses.replace(own, ood_score=objective.score(own))
-
-
-@dataclasses.dataclass
-class _Networks:
-    per_run: dict[str, float]
-    ood_score: float = 0.0
+    return objective
 
 
 def _geo(sets: list[dict[str, float]]) -> dict[str, float]:
@@ -106,11 +101,6 @@ def _geo(sets: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _unshift(key: str, offset: int) -> str:
-    task, seed = key.rsplit("#", 1)
-    return run_key(task, int(seed) - offset)
-
-
 def proxy_sample(front: Sequence[Record], records: Sequence[Record], n: int, seed: int) -> list[Record]:
     """Front members, then a seeded random sample of the other trained functions, `n` in all when there are."""
     keys = {r.key for r in front}
@@ -120,7 +110,7 @@ def proxy_sample(front: Sequence[Record], records: Sequence[Record], n: int, see
 
 
 def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Record], records: Sequence[Record],
-          backend: Backend, references: Sequence[str] = ("gelu(x)", "relu(x)"),
+          backend: Backend, references: Sequence[str] = REFERENCES,
           echo: Callable[[str], None] = print) -> Verdict:
     """Validation scores and the pick, the proxy check, and test scores of a finished run's front."""
     verdict = Verdict()
@@ -132,7 +122,7 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
         sample = proxy_sample(front, records, max(cfg.proxy_check, len(front)), cfg.seed)
         echo(f"validation: scoring {len(front)} front members and {len(sample) - len(front)} other functions on "
              f"{plan.describe('validation')}")
-        objective, _ = yardstick(cfg, tasks, backend)
+        objective = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in sample], grammar, tasks, cfg, backend, objective)
         verdict.validation = {r.key: s.ood_score for r, s in zip(sample, scored, strict=True)}
         verdict.recommended = min(front, key=lambda r: (verdict.validation[r.key], r.flops, r.formula)).key
@@ -143,7 +133,7 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
     if plan.tasks["test"]:
         tasks = make_suite(plan.tasks["test"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
         echo(f"test: scoring {len(front)} front members on {plan.describe('test')} (reported only)")
-        objective, _ = yardstick(cfg, tasks, backend)
+        objective = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend, objective)
         verdict.test = {r.key: s.ood_score for r, s in zip(front, scored, strict=True)}
         refs = score_on_suite(list(references), load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend, objective)
