@@ -216,12 +216,12 @@ class Search:
             partial = [r for r in pareto_front(state.records.values()) if r.stage < self.race.plan.final]
             if not partial:
                 return
-            exprs = [self.analysis(self.individual(r.tree)).expr for r in partial]
-            fits = [_as_fitness(r) for r in partial]
-            for r, fit in zip(partial, self.race.finish(exprs, fits, [r.stage for r in partial]), strict=True):
-                r.ood_score, r.id_loss, r.per_task = self.score(fit), fit.id_loss, dict(fit.per_task)
-                r.diverged, r.reason, r.per_run, r.stage = fit.diverged, fit.reason, dict(fit.per_run), \
-                    self.race.plan.final
+            analyses = [self.analysis(self.individual(r.tree)) for r in partial]
+            fits = self.race.finish([an.expr for an in analyses], [_as_fitness(r) for r in partial],
+                                    [r.stage for r in partial])
+            for r, an, fit in zip(partial, analyses, fits, strict=True):
+                state.records[r.key] = make_record(r.key, an, r.tree, fit, r.generation, r.origin, self.objective,
+                                                   self.race.plan.final)
 
     # -- the strategy interface ----------------------------------------------------------------------------
 
