@@ -33,6 +33,10 @@ def test_the_run_recommends_the_best_validation_score_and_reports_test(tmp_path)
     assert summary["recommended"]["formula"] == best["formula"]
     assert summary["recommended"]["picked_on"] == "validation"
     assert summary["proxy"]["n"] >= len(rows)
+    # every ratio is to GELU trained from the same initial weights: GELU's own networks score exactly 1,
+    # on the search tasks (what selection compares with) as on the test tasks, and ReLU does not
+    for scores in (summary["references"], summary["reference_test"]):
+        assert scores["gelu(x)"] == 1.0 and scores["relu(x)"] != 1.0
     parts = summary["parts"]
     families = {p: set(parts[p]["families"]) for p in parts}
     assert not families["search"] & families["validation"] and not families["test"] & (

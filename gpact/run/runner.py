@@ -33,11 +33,11 @@ from gpact.run.front import front_rows, table, to_csv
 from gpact.run.plots import write_plots
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
-from gpact.run.verdict import REFERENCE_GRAMMAR, REFERENCES, Verdict, judge, proxy_line, yardstick
+from gpact.run.verdict import Verdict, judge, proxy_line, reference_scores, yardstick
 from gpact.search.accept import Acceptance
 from gpact.search.llm import LLMOperator
 from gpact.search.operators import make_operators
-from gpact.search.records import Record, State, pareto_front, score_on_suite
+from gpact.search.records import Record, State, pareto_front
 from gpact.search.strategy import Strategy, strategy_class
 from gpact.train.objective import Objective
 from gpact.train.partition import PARTS, ROLES, Partition, partition
@@ -241,8 +241,8 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
 
 def _references(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective, dict[str, Record]]:
     """The run's objective on its search tasks, and GELU and ReLU scored by it, trained once per run."""
-    objective, grammar = yardstick(cfg, tasks, backend), load_grammar(REFERENCE_GRAMMAR)
-    return objective, {t: score_on_suite([t], grammar, tasks, cfg, backend, objective)[0] for t in REFERENCES}
+    objective, gelu = yardstick(cfg, tasks, backend)
+    return objective, reference_scores(cfg, tasks, backend, objective, gelu)
 
 
 def _protocol(cfg: RunConfig) -> str:
@@ -286,8 +286,7 @@ def _closing(cfg: RunConfig, state: State, verdict: Verdict) -> list[str]:
     lines = [f"recommended (best {verdict.picked_on} score on the front): {rec.formula}  "
              f"[{', '.join(parts)}; {_unit(cfg)}; {rec.flops:g} FLOPs]"]
     if refs:
-        lines.append(f"references on the test tasks: {refs}  (gelu(x): GELU's own networks against its yardstick, "
-                     f"how far one measurement of the same function strays from 1)")
+        lines.append(f"references on the test tasks: {refs}")
     if proxy := proxy_line(verdict):
         lines.append(proxy)
     return lines

@@ -29,7 +29,8 @@ from gpact.train.protocol import SEED_PERIOD
 from gpact.train.tasks import make_suite
 
 REFERENCE_GRAMMAR = "full"  # the shipped grammar that expresses every reference activation
-REFERENCES = ("gelu(x)", "relu(x)")  # scored beside every part, GELU's own networks first
+GELU = "gelu(x)"
+REFERENCES = (GELU, "relu(x)")  # scored beside every part, GELU's own networks first
 YARDSTICK = 4  # GELU network sets the yardstick averages
 REFERENCE_SEEDS = SEED_PERIOD  # GELU's yardstick networks: seeds 1000 + s, never a candidate's, and drawing the
 # protocol of seed s (gpact.train.protocol), so they differ from the candidates' networks in their weights only
@@ -63,33 +64,42 @@ class Verdict:
         }
 
 
-def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> Objective:
-    """The run's objective on these tasks.
+def yardstick(cfg: RunConfig, tasks: list, backend: Backend) -> tuple[Objective, Record]:
+    """The run's objective on these tasks, and GELU's own networks scored by it.
 
     OOD losses of small networks swing by 10x with the initialisation, so the yardstick is GELU trained
     YARDSTICK times from other initialisations than any candidate's (seeds 1000 + s, 2000 + s, ...; each
-    under the protocol of seed s): per network key, the geometric mean of those losses. The baseline is
-    the tail score a GELU network set is expected to get against such a yardstick: the mean, over the
-    yardstick's sets, of one set's score against the geometric mean of the others. So a function scores
-    1 when it is as good as GELU, noise included, and GELU's own networks (the run's seeds, trained as any
-    candidate's) score about 1, as luck has it (gpact.train.objective).
+    under the protocol of seed s): per network key, the geometric mean of those losses. Every function,
+    GELU included, is scored against it with the tail term, so GELU's noise counts in its tail as much as
+    anyone's. The baseline is the tail score of GELU's own networks (the candidates' seeds, trained as any
+    candidate's): so GELU scores exactly 1, and a function's ratio compares it with GELU trained from the
+    very same initial weights, not with a luck-dependent absolute level (gpact.train.objective).
     """
     seeds = list(range(cfg.train_seeds))
     if cfg.train_seeds > REFERENCE_SEEDS:
         raise ConfigError(f"train_seeds must be at most {REFERENCE_SEEDS} (the yardstick's seeds start there)")
     offsets = [REFERENCE_SEEDS * (j + 1) for j in range(YARDSTICK)]
-    (ref,) = score_on_suite(["gelu(x)"], load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend,
-                            seeds=[o + s for o in offsets for s in seeds])
+    grammar = load_grammar(REFERENCE_GRAMMAR)
+    (ref,) = score_on_suite([GELU], grammar, tasks, cfg, backend, seeds=[o + s for o in offsets for s in seeds])
     sets: list[dict[str, float]] = [{} for _ in offsets]
     for key, loss in ref.per_run.items():
         task, seed = split_key(key)
         sets[seed // REFERENCE_SEEDS - 1][run_key(task, seed % REFERENCE_SEEDS)] = loss
     objective = Objective(cfg.objective, cfg.tail, cfg.tail_weight, reference=_geo(sets))
+    (own,) = score_on_suite([GELU], grammar, tasks, cfg, backend)
     if cfg.objective == "tail":
-        scores = [tail_score(sets[j], _geo(sets[:j] + sets[j + 1:]), cfg.tail, cfg.tail_weight).score
-                  for j in range(len(sets))]
-        objective = dataclasses.replace(objective, baseline=float(np.mean(scores)))
-    return objective
+        baseline = tail_score(own.per_run, objective.reference, cfg.tail, cfg.tail_weight).score
+        objective = dataclasses.replace(objective, baseline=baseline)
+    return objective, dataclasses.replace(own, ood_score=objective.score(own))
+
+
+def reference_scores(cfg: RunConfig, tasks: list, backend: Backend, objective: Objective, gelu: Record,
+                     references: Sequence[str] = REFERENCES) -> dict[str, Record]:
+    """The references scored on a part's tasks, GELU's own networks (from `yardstick`) not trained again."""
+    others = [t for t in references if t != GELU]
+    scored = dict(zip(others, score_on_suite(others, load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend,
+                                             objective), strict=True))
+    return {t: gelu if t == GELU else scored[t] for t in references}
 
 
 def _geo(sets: list[dict[str, float]]) -> dict[str, float]:
@@ -122,7 +132,7 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
         sample = proxy_sample(front, records, max(cfg.proxy_check, len(front)), cfg.seed)
         echo(f"validation: scoring {len(front)} front members and {len(sample) - len(front)} other functions on "
              f"{plan.describe('validation')}")
-        objective = yardstick(cfg, tasks, backend)
+        objective, _ = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in sample], grammar, tasks, cfg, backend, objective)
         verdict.validation = {r.key: s.ood_score for r, s in zip(sample, scored, strict=True)}
         verdict.recommended = min(front, key=lambda r: (verdict.validation[r.key], r.flops, r.formula)).key
@@ -133,11 +143,11 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
     if plan.tasks["test"]:
         tasks = make_suite(plan.tasks["test"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
         echo(f"test: scoring {len(front)} front members on {plan.describe('test')} (reported only)")
-        objective = yardstick(cfg, tasks, backend)
+        objective, gelu = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend, objective)
         verdict.test = {r.key: s.ood_score for r, s in zip(front, scored, strict=True)}
-        refs = score_on_suite(list(references), load_grammar(REFERENCE_GRAMMAR), tasks, cfg, backend, objective)
-        verdict.reference_test = {t: r.ood_score for t, r in zip(references, refs, strict=True)}
+        verdict.reference_test = {t: r.ood_score for t, r in
+                                  reference_scores(cfg, tasks, backend, objective, gelu, references).items()}
     return verdict
 
 

@@ -38,6 +38,8 @@ if not hasattr(creator, "GpactFitness"):  # DEAP creator classes: module level, 
     creator.create("GpactFitness", base.Fitness, weights=(-1.0, -1.0))
     creator.create("GpactIndividual", gp.PrimitiveTree, fitness=creator.GpactFitness)
 
+VARY_TRIES = 6  # variations tried per parent for a child that brings a new function
+
 # Known activations offered to the first generation when the grammar can express them.
 SEED_FORMULAS = (
     "relu(x)", "gelu(x)", "silu(x)", "tanh(x)", "x*sigmoid(x)", "softplus(x)", "sigmoid(x)",
@@ -117,23 +119,31 @@ class Search:
     def vary(self, parents: list, seen: set[str], ctx: Context) -> list:
         """One child per parent, each made by a crossover (with a random other parent, probability cx_prob)
         or else by a mutation. Children that break the validity rule's structural part revert to the parent;
-        a child that repeats a tree already in `seen` is varied again (a few tries), so generations keep
-        bringing news. An operator that returns several children (the LLM) adds them all.
+        a child that brings no new function (a tree already in `seen`, a function already trained or already
+        made this generation, or one the validity rule rejects) is varied again, up to VARY_TRIES times: a
+        converged population otherwise spends most of a generation re-making what it has. An operator that
+        returns several children (the LLM) adds them all.
         """
-        offspring = []
+        offspring, made = [], set()
         for parent in parents:
             kids = [parent]
-            for _ in range(4):
+            for _ in range(VARY_TRIES):
                 kids = self._vary_one(parent, parents, ctx)
-                fresh = [k for k in kids if str(k) not in seen]
+                fresh = [k for k in kids if str(k) not in seen and self._news(k, ctx, made)]
                 if fresh:
                     kids = fresh
                     break
             for child in kids:
                 seen.add(str(child))
+                made.add(ctx.analysis(child).key)
                 del child.fitness.values
                 offspring.append(child)
         return offspring
+
+    def _news(self, tree, ctx: Context, made: set[str]) -> bool:
+        """Whether a child computes a valid function that is neither trained nor made this generation yet."""
+        an = ctx.analysis(tree)
+        return an.key not in ctx.records and an.key not in made and self.accept.ok(tree, an)
 
     def _vary_one(self, parent, parents: list, ctx: Context) -> list:
         if random.random() < self.cx_share:
