@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpact.errors import ConfigError
 from gpact.report.shift import Act, ActModule, ShiftTask
 
 VOCAB = 97  # printable ASCII and newline (96), then one symbol for every other character
@@ -70,6 +71,8 @@ def is_test_module(name: str) -> bool:
 
 
 def prepare(cfg: CharsConfig) -> CharsData:
+    if cfg.model not in ("auto", "gpt2", "minimal"):
+        raise ConfigError(f"unknown model {cfg.model!r} (auto, gpt2 or minimal)")
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     train, test, counts = [], [], [0, 0]
     for path in sorted(stdlib.glob("*.py")):
@@ -133,10 +136,6 @@ def model_kind(cfg: CharsConfig) -> str:
 
 def build_model(cfg: CharsConfig, act: Act) -> nn.Module:
     kind = model_kind(cfg)
-    if kind not in ("gpt2", "minimal"):
-        from gpact.errors import ConfigError
-
-        raise ConfigError(f"unknown model {kind!r} (auto, gpt2 or minimal)")
     return _HFGPT2(cfg, act) if kind == "gpt2" else MinimalGPT(cfg, act)
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gpact.errors import ConfigError
 from gpact.report.shift import Act, ShiftTask
 
 
@@ -62,8 +63,6 @@ def _split(lengths: range, total: int, base: int, gen: torch.Generator) -> list[
 
 def prepare(cfg: LengthConfig) -> LengthData:
     if cfg.test_length <= cfg.train_length:
-        from gpact.errors import ConfigError
-
         raise ConfigError("length: test_length must be above train_length")
     gen = torch.Generator().manual_seed(1234)  # the test sums; training draws its own from the seed
     id_test = _split(range(1, cfg.train_length + 1), cfg.test_size, cfg.base, gen)
