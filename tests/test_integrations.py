@@ -97,12 +97,11 @@ def test_missing_transformers_is_a_one_line_hint(monkeypatch):
             call()
 
 
-def test_three_lines_from_a_finished_run_to_a_training_gpt2(hf, tmp_path):
+def test_three_lines_from_a_finished_run_to_a_training_gpt2(hf, finished_run):
     """The README's promise: the recommended function of a finished run, in a Hugging Face GPT-2, in three lines."""
     import gpact
 
-    run = gpact.run(grammar="minimal", echo=None, out_dir=str(tmp_path), run_id="r", generations=1, population=4,
-                    tasks="smoke", train_seeds=1, train={"width": 4, "steps": 5}, validation="validation:1", test="")
+    run = finished_run
     torch.manual_seed(0)
     # the three lines (with the run folder in place of "runs/<id>", and a small config)
     import transformers
