@@ -405,24 +405,52 @@ def enumerate_cmd(grammar, template, points, seed, out_path):
 
 @main.command(name="transfer")
 @click.argument("formulas", nargs=-1, required=True)
-@click.option("--dataset", "-d", required=True,
-              help="breast_cancer, wine, digits, diabetes; comma-separated, or 'all'.")
-@click.option("--seeds", type=int, default=5, show_default=True, help="Network initialisations.")
+@click.option("--dataset", "-d", default=None,
+              help="Tabular: breast_cancer, wine, digits, diabetes; comma-separated, or 'all'.")
+@click.option("--task", "-t", default=None,
+              help="Shift task: digits-shift (CNN, moved digits), chars (character GPT-2, other modules' "
+                   "docstrings), length (addition, longer numbers); comma-separated, or 'all'.")
+@click.option("--seeds", type=int, default=None, help="Network initialisations [default: 5 tabular, 3 tasks].")
 @click.option("--grammar", "-g", default="full", show_default=True, help="Grammar the formulas are written in.")
-@click.option("--width", type=int, default=64, show_default=True)
-@click.option("--depth", type=int, default=2, show_default=True)
-@click.option("--steps", type=int, default=300, show_default=True)
-@click.option("--lr", type=float, default=3e-3, show_default=True)
+@click.option("--width", type=int, default=None, help="Hidden width [default: 64 tabular; per task].")
+@click.option("--depth", type=int, default=None, help="Hidden layers, tabular [default: 2].")
+@click.option("--steps", type=int, default=None, help="Adam steps [default: 300 tabular; per task].")
+@click.option("--lr", type=float, default=None, help="Adam learning rate [default: 3e-3 tabular; per task].")
+@click.option("--batch", type=int, default=None, help="Minibatch size of a task [default: per task].")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Any other field of a task's config, e.g. --set test_length=16 (repeatable).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where a task trains (auto: CUDA when there is one).")
 @click.option("--markdown", is_flag=True, help="Print the tables as GitHub markdown.")
-def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, markdown):
-    """Train small networks with FORMULAS, GELU and ReLU on a real dataset (bundled with scikit-learn) under
-    covariate shift: train on one part of the input space, test on another."""
+def transfer_cmd(formulas, dataset, task, seeds, grammar, width, depth, steps, lr, batch, settings, device, markdown):
+    """Train networks with FORMULAS, GELU and ReLU under a shift between training and test data: small MLPs
+    on a real tabular dataset (bundled with scikit-learn; --dataset), or a CNN, a character-level GPT-2 and a
+    recurrent network on shift tasks (--task). No downloads."""
+    from gpact.errors import ConfigError
     from gpact.report.transfer import DATASETS, TransferConfig, format_result, transfer
 
-    names = list(DATASETS) if dataset == "all" else [d.strip() for d in dataset.split(",")]
-    cfg = TransferConfig(width=width, depth=depth, steps=steps, lr=lr)
+    if (dataset is None) == (task is None):
+        raise ConfigError("give --dataset (tabular) or --task (digits-shift, chars, length), not both")
+    if dataset is not None:
+        if batch is not None or settings or device != "auto":
+            raise ConfigError("--batch, --set and --device are for --task")
+        names = list(DATASETS) if dataset == "all" else [d.strip() for d in dataset.split(",")]
+        D = TransferConfig()
+        cfg = TransferConfig(width=D.width if width is None else width, depth=D.depth if depth is None else depth,
+                             steps=D.steps if steps is None else steps, lr=D.lr if lr is None else lr)
+        for i, name in enumerate(names):
+            result = transfer(list(formulas), name, seeds=5 if seeds is None else seeds, cfg=cfg, grammar=grammar)
+            click.echo(("\n" if i else "") + format_result(result, markdown=markdown))
+        return
+    from gpact.report.transfer_tasks import parse_settings, run_task, task_config, tasks
+
+    if depth is not None:
+        raise ConfigError("--depth is for --dataset; a task's model size is --width (and --set layers=N for chars)")
+    names = list(tasks()) if task == "all" else [t.strip() for t in task.split(",")]
     for i, name in enumerate(names):
-        result = transfer(list(formulas), name, seeds=seeds, cfg=cfg, grammar=grammar)
+        cfg = task_config(name, width=width, steps=steps, lr=lr, batch=batch, **parse_settings(name, settings))
+        result = run_task(list(formulas), name, seeds=3 if seeds is None else seeds, cfg=cfg, grammar=grammar,
+                          device=device, progress=lambda line: click.echo(line, err=True))
         click.echo(("\n" if i else "") + format_result(result, markdown=markdown))
 
 

@@ -2,8 +2,9 @@
 `GPT2Config(activation_function="gpact_act")` (any transformers model that reads ACT2FN / ACT2CLS) build
 gpact's Activation, until `unregister("gpact_act")` or the end of a `with register(...):` block.
 
-Needs the `hf` extra (transformers). timm's activation factory is not covered: installing timm pulls its own
-torch build.
+Needs the `hf` extra (transformers). timm's activation factory is not covered: timm needs torchvision, and
+PyPI's torchvision (0.28.0) does not import beside gpact's torch 2.13.0 CPU build ("operator torchvision::nms
+does not exist"); a torchvision that imports needs torch 2.14.1.
 """
 
 from __future__ import annotations

@@ -3,3 +3,16 @@
 import torch
 
 torch.set_num_threads(1)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """A tiny finished run with a recommended function, made once per session (tests read it, never write it)."""
+    import gpact
+
+    out = tmp_path_factory.mktemp("finished_run")
+    return gpact.run(grammar="minimal", echo=None, out_dir=str(out), run_id="r", generations=1, population=4,
+                     tasks="smoke", train_seeds=1, train={"width": 4, "steps": 5}, validation="validation:1", test="")

@@ -95,3 +95,28 @@ def test_missing_transformers_is_a_one_line_hint(monkeypatch):
                  integrations.hf_activation_classes):
         with pytest.raises(ConfigError, match=r"^this needs transformers: pip install gpact\[hf\]$"):
             call()
+
+
+def test_three_lines_from_a_finished_run_to_a_training_gpt2(hf, finished_run):
+    """The README's promise: the recommended function of a finished run, in a Hugging Face GPT-2, in three lines."""
+    import gpact
+
+    run = finished_run
+    torch.manual_seed(0)
+    # the three lines (with the run folder in place of "runs/<id>", and a small config)
+    import transformers
+    with gpact.integrations.register("found", gpact.nn.Activation.from_run(run.run_dir)):
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config(activation_function="found", n_layer=2,
+                                                                     n_embd=16, n_head=2, vocab_size=32))
+    recommended = gpact.nn.Activation.from_run(run.run_dir).formula
+    assert [block.mlp.act.formula for block in model.transformer.h] == [recommended] * 2
+    ids = torch.arange(32).repeat(4, 1)  # train as usual: a short fixed sequence, learned in a few steps
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = model(ids, labels=ids).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach().item())
+    assert losses[-1] < 0.5 * losses[0]

@@ -275,10 +275,8 @@ def test_swap_gpt2():
 # from a run, through the public API
 
 
-def test_from_run_is_the_recommended_function(tmp_path):
-    result = gpact.run(grammar="minimal", echo=None, out_dir=str(tmp_path), run_id="r", generations=1, population=4,
-                       tasks="smoke", train_seeds=1, train={"width": 4, "steps": 5}, validation="validation:1",
-                       test="")
+def test_from_run_is_the_recommended_function(finished_run):
+    result = finished_run
     rows = read_front(result.run_dir)
     (picked,) = [r for r in rows if r.get("recommended")]
     act = gpact.nn.Activation.from_run(result.run_dir)

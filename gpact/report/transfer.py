@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,8 +80,9 @@ class TransferResult:
     rows: list[TransferRow]
     seeds: list[int]
     sizes: tuple[int, int, int]  # train, ID validation, OOD test
-    cfg: TransferConfig
+    cfg: Any  # TransferConfig, or a shift task's config
     seconds: float
+    note: str = ""  # what was trained and tested, for a shift task (the tabular note is built from cfg)
 
 
 def _sklearn_loader(name: str) -> Callable:
@@ -278,6 +280,10 @@ def format_result(res: TransferResult, markdown: bool = False) -> str:
                      f"{wins}/{len(res.seeds)}" if r.label != "gelu" else "-", str(failed),
                      r.formula if r.formula != r.label else ""])
     lines = grid(head, body, markdown)
+    if res.note:
+        direction = "higher" if better_high else "lower"
+        return "\n".join([*lines, "", f"{res.note}; {len(res.seeds)} seeds; {res.metric}: {direction} is better; "
+                                       f"{res.seconds:.0f} s."])
     c = res.cfg
     direction = "higher" if better_high else "lower (standardised units)"
     note = (f"{res.dataset} ({res.kind}): train {res.sizes[0]}, ID validation {res.sizes[1]}, OOD test {res.sizes[2]} "
