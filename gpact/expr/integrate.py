@@ -224,7 +224,7 @@ def integrate_formula(text: str, grammar: Grammar | None = None, seconds: float 
 def analyse_integral(derivative: sp.Expr, grammar: Grammar, seconds: float = INTEGRATE_SECONDS) -> Analysis:
     """A search tree read as a derivative: the analysis of its integral, with the derivative attached; a tree
     whose integral gpact cannot use gets `failure` set (the run's validity rule rejects it, counting why)."""
-    shown = display(derivative)
+    shown = display(simplify(derivative))
     try:
         f = integrate(derivative, grammar, seconds)
     except IntegrationError as exc:
@@ -234,4 +234,4 @@ def analyse_integral(derivative: sp.Expr, grammar: Grammar, seconds: float = INT
             flops = 0.0
         return Analysis(formula=f"integral of {shown}", expr=derivative, key=f"no-integral:{shown}", flops=flops,
                         derivative=shown, failure=exc.reason)
-    return dataclasses.replace(analyse(f, grammar), derivative=shown)
+    return dataclasses.replace(analyse(f, grammar, simplified=True), derivative=shown)

@@ -204,11 +204,13 @@ def compile_expr(expr: sp.Expr, grammar: Grammar) -> Callable[[torch.Tensor], to
     return to_torch(expr, grammar.functions)
 
 
-def analyse(expr: sp.Expr, grammar: Grammar) -> Analysis:
-    """Simplify (keeping whichever of raw/simplified costs fewer FLOPs), fingerprint and cost a formula."""
+def analyse(expr: sp.Expr, grammar: Grammar, simplified: bool = False) -> Analysis:
+    """Simplify (keeping whichever of raw/simplified costs fewer FLOPs), fingerprint and cost a formula.
+
+    `simplified`: `expr` went through `simplify` already (an integral does), so it is not simplified again."""
     costs = grammar.costs
     best, best_flops = expr, count_flops(expr, costs)
-    simple = simplify(expr)
+    simple = expr if simplified else simplify(expr)
     if simple != expr:
         try:
             compile_expr(simple, grammar)  # simplify may introduce functions with no torch mapping
