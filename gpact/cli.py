@@ -65,6 +65,8 @@ def main() -> None:
 @click.option("--evolve", type=click.Choice(list(EVOLVE)), default=RunConfig.evolve, show_default=True,
               help="What a tree is: the activation, or its derivative (scored as its integral, f(0) = 0; trees "
                    "sympy cannot integrate in closed form in the time box are rejected, counted by reason).")
+@click.option("--integrate-seconds", type=float, default=RunConfig.integrate_seconds, show_default=True,
+              help="--evolve derivative: sympy's time box per integral.")
 @click.option("--time-limit", default="0", show_default=True,
               help="Stop at the first generation boundary after this wall time (90s, 30m, 2h); 0: none.")
 @click.option("--max-evals", type=int, default=RunConfig.max_evals, show_default=True,
@@ -135,7 +137,7 @@ def main() -> None:
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
-        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve):
+        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve, integrate_seconds):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -159,7 +161,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
-                    strategy=strategy, evolve=evolve)
+                    strategy=strategy, evolve=evolve, integrate_seconds=integrate_seconds)
     cfg = dataclasses.replace(cfg, protocol=dist)
     _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
     from gpact.run.runner import run as run_search

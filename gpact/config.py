@@ -153,6 +153,7 @@ class RunConfig:
     max_networks: int = 0  # stop once the search has trained this many networks (its training budget); 0: none
     protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
     evolve: str = "activation"  # or "derivative": trees are derivatives, scored as their integrals
+    integrate_seconds: float = 5.0  # `evolve` derivative: sympy's time box per integral (gpact.expr.integrate)
 
     def __post_init__(self) -> None:
         checks = [
@@ -171,6 +172,7 @@ class RunConfig:
             (self.race_eta >= 1 and self.race_start >= 1, "race_eta and race_start must be >= 1"),
             (self.max_networks >= 0, "max_networks must be >= 0 (0: no limit)"),
             (self.evolve in EVOLVE, f"evolve must be one of {', '.join(EVOLVE)}"),
+            (0 < self.integrate_seconds <= 3600, "integrate_seconds must be in (0, 3600]"),
             (self.evolve == "activation" or not self.llm.wanted,
              "--evolve derivative does not work with the LLM operator (it writes activations, not derivatives)"),
         ]

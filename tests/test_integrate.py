@@ -42,7 +42,7 @@ KNOWN = [
 
 @pytest.mark.parametrize("gradient,known", KNOWN, ids=[k[0] for k in KNOWN])
 def test_known_derivatives_integrate_to_the_known_functions(gradient, known):
-    result = integrate_formula(gradient, load_grammar("full"))
+    result = integrate_formula(gradient, load_grammar("full"), seconds=120)
     f = to_torch(result.activation)
     assert float(f(torch.zeros(1, dtype=torch.float64))) == pytest.approx(0.0, abs=1e-12)  # f(0) = 0
     assert torch.allclose(f(XS), known(XS), rtol=1e-6, atol=1e-5)
@@ -50,7 +50,7 @@ def test_known_derivatives_integrate_to_the_known_functions(gradient, known):
 
 def test_xielu_through_the_cli_prints_flops_and_the_formula_gpact_eval_scores():
     runner = CliRunner()
-    res = runner.invoke(main, ["integrate", "1.6*max(x, 0) + 0.8*(exp(min(x, 0)) - 1) + 0.5"])
+    res = runner.invoke(main, ["integrate", "1.6*max(x, 0) + 0.8*(exp(min(x, 0)) - 1) + 0.5", "--seconds", "120"])
     assert res.exit_code == 0, res.output
     lines = dict(line.split(None, 1) for line in res.output.splitlines() if not line.startswith("score"))
     formula, flops = lines["activation"].strip(), float(lines["FLOPs"])
@@ -59,10 +59,15 @@ def test_xielu_through_the_cli_prints_flops_and_the_formula_gpact_eval_scores():
     assert flops == an.flops > 0
     assert torch.allclose(compile_expr(an.expr, g)(XS), xielu(XS), atol=1e-5)
     assert f'gpact eval "{formula}"' in res.output
-    res = runner.invoke(main, ["eval", formula, "--tasks", "poly_cubic", "--seeds", "1", "--width", "4",
+    res = runner.invoke(main, ["integrate", "sinh(x)", "--seconds", "120"])
+    assert res.exit_code == 0, res.output
+    cosh = res.output.split("activation")[1].split("\n")[0].strip()
+    assert cosh == "cosh(x) - 1", res.output  # cosh: not a primitive of grammar full
+    res = runner.invoke(main, ["eval", formula, cosh, "--tasks", "poly_cubic", "--seeds", "1", "--width", "4",
                                "--steps", "3"])
     assert res.exit_code == 0, res.output
-    assert formula[:20] in res.output.replace("\n", "")  # scored as a row of its own, beside GELU
+    names = [line.split("  ")[0] for line in res.output.splitlines()]
+    assert formula in names and cosh in names  # each scored as a row of its own, beside GELU
 
 
 @pytest.mark.parametrize("gradient,needle", [
@@ -74,7 +79,7 @@ def test_xielu_through_the_cli_prints_flops_and_the_formula_gpact_eval_scores():
     ("sin(sin(x))", "no closed form"),  # sympy leaves the integral
 ])
 def test_bad_gradients_are_one_line_errors(gradient, needle):
-    res = CliRunner().invoke(main, ["integrate", gradient])
+    res = CliRunner().invoke(main, ["integrate", gradient, "--seconds", "120"])
     assert res.exit_code == 2, res.output
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpact: ") and needle in lines[0], res.output
@@ -88,7 +93,7 @@ def test_the_time_box_and_a_wrong_sympy_integral_are_refused_with_their_reason()
     assert exc.value.reason == "integral_timeout"
     # sympy solves max(sin(x), 0) over one period only: its answer's slope is checked and refused
     with pytest.raises(IntegrationError) as exc:
-        integrate(sp.Max(sp.sin(X), 0))
+        integrate(sp.Max(sp.sin(X), 0), seconds=120)
     assert exc.value.reason == "integral_mismatch"
     with pytest.raises(FormulaError):
         integrate_formula("x" * 5000, full)  # the text gate bounds the text before any work
@@ -97,7 +102,7 @@ def test_the_time_box_and_a_wrong_sympy_integral_are_refused_with_their_reason()
 def test_a_tree_of_a_grammar_integrates_through_its_definitions():
     minimal = load_grammar("minimal")
     tree = parse_tree("add(relu(x), mul(0.1, tanh(x)))", minimal, make_pset(minimal))
-    f = to_torch(integrate(tree_to_sympy(tree, minimal), minimal))
+    f = to_torch(integrate(tree_to_sympy(tree, minimal), minimal, seconds=120))
     want = torch.relu(XS) ** 2 / 2 + 0.1 * torch.log(torch.cosh(XS))
     assert torch.allclose(f(XS), want, atol=1e-6)
 
@@ -107,7 +112,8 @@ def test_a_tree_of_a_grammar_integrates_through_its_definitions():
 
 RUN = ["run", "--grammar", "minimal", "--population", "4", "--seed", "2", "--tasks", "smoke", "--train-seeds",
        "1", "--steps", "10", "--width", "4", "--protocol", "fixed", "--validation", "", "--test", "",
-       "--evolve", "derivative"]
+       "--evolve", "derivative", "--integrate-seconds", "120"]  # a generous time box: a loaded machine
+# must not change which trees integrate (the whole and the resumed run have to meet the same ones)
 
 
 def _front(run_dir):
@@ -127,7 +133,7 @@ def test_evolve_derivative_scores_integrals_counts_rejections_and_resumes(tmp_pa
     minimal = g = load_grammar("minimal")
     for row in rows:  # each front member is the integral of its tree, shown beside the derivative
         tree = parse_tree(row["tree"], minimal, make_pset(minimal))
-        f = to_torch(integrate(tree_to_sympy(tree, minimal), minimal))
+        f = to_torch(integrate(tree_to_sympy(tree, minimal), minimal, seconds=120))
         _, an = formula_analysis(row["formula"], minimal)
         assert torch.allclose(f(XS), compile_expr(an.expr, g)(XS), rtol=1e-3, atol=1e-3)
         assert row["derivative"]
@@ -148,3 +154,10 @@ def test_evolve_derivative_scores_integrals_counts_rejections_and_resumes(tmp_pa
     assert json.loads((tmp_path / "part" / "summary.json").read_text())["rejections"] == counted
     res = runner.invoke(main, ["run", "--resume", str(whole), "--evolve", "activation"])
     assert res.exit_code == 2 and "evolve" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def test_evolve_derivative_refuses_the_llm_operator_in_one_line(tmp_path):
+    res = CliRunner().invoke(main, [*RUN, "--llm-rate", "0.5", "--llm-base-url", "http://127.0.0.1:9/v1",
+                                    "--llm-model", "m", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "LLM" in res.output, res.output
+    assert not list(tmp_path.iterdir())  # refused before a run folder exists

@@ -163,7 +163,7 @@ class Search:
     def analysis(self, tree: gp.PrimitiveTree) -> Analysis:
         text = str(tree)
         if text not in self._analysis:
-            self._analysis[text] = tree_analysis(tree, self.grammar, self.cfg.evolve)
+            self._analysis[text] = tree_analysis(tree, self.grammar, self.cfg.evolve, self.cfg.integrate_seconds)
         return self._analysis[text]
 
     def evaluate(self, individuals: list, state: State, progress=None) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ from deap import gp
 
 from gpact.config import RunConfig
 from gpact.expr.grammar import Grammar
-from gpact.expr.integrate import analyse_integral
+from gpact.expr.integrate import INTEGRATE_SECONDS, analyse_integral
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.train.fitness import WORST, Fitness
 from gpact.train.objective import Objective
@@ -84,11 +84,13 @@ def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int
                   derivative=an.derivative)
 
 
-def tree_analysis(tree: gp.PrimitiveTree, grammar: Grammar, evolve: str = "activation") -> Analysis:
+def tree_analysis(tree: gp.PrimitiveTree, grammar: Grammar, evolve: str = "activation",
+                  seconds: float = INTEGRATE_SECONDS) -> Analysis:
     """The function a run's tree stands for (RunConfig.evolve): the tree itself, or the integral of the
-    derivative it is (gpact.expr.integrate). Everything that turns a run's tree into a function asks here."""
+    derivative it is (gpact.expr.integrate, time-boxed to `seconds`). Everything that turns a run's tree into a
+    function asks here."""
     expr = tree_to_sympy(tree, grammar)
-    return analyse_integral(expr, grammar) if evolve == "derivative" else analyse(expr, grammar)
+    return analyse_integral(expr, grammar, seconds) if evolve == "derivative" else analyse(expr, grammar)
 
 
 def pareto_front(records) -> list[Record]:
@@ -110,7 +112,7 @@ def score_on_suite(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: R
     `evolve`: what the trees are (a run's own trees: its RunConfig.evolve; references are activations). Not
     `gpact.train.scoring.score_formulas`, which builds the per-seed tables of `gpact eval`."""
     pset = make_pset(grammar)
-    analyses = [tree_analysis(parse_tree(t, grammar, pset), grammar, evolve) for t in texts]
+    analyses = [tree_analysis(parse_tree(t, grammar, pset), grammar, evolve, cfg.integrate_seconds) for t in texts]
     seeds = list(range(cfg.train_seeds)) if seeds is None else list(seeds)
     fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, seeds, cfg.train,
                             evaluator=cfg.evaluator, device=cfg.device, protocol=cfg.protocol)
