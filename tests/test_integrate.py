@@ -128,6 +128,7 @@ def test_evolve_derivative_scores_integrals_counts_rejections_and_resumes(tmp_pa
     assert res.exit_code == 0, res.output
     whole = tmp_path / "whole"
     rows = _front(whole)
+    assert "plots: not written" not in res.output  # curves.png draws the integrals
     header = next(line for line in res.output.splitlines() if line.startswith("rank"))
     assert rows and header.split()[-2:] == ["formula", "derivative"]  # the front table shows both
     minimal = g = load_grammar("minimal")
@@ -161,3 +162,23 @@ def test_evolve_derivative_refuses_the_llm_operator_in_one_line(tmp_path):
                                     "--llm-model", "m", "--out", str(tmp_path)])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and "LLM" in res.output, res.output
     assert not list(tmp_path.iterdir())  # refused before a run folder exists
+
+
+def test_validation_and_test_scoring_of_a_derivative_run_trains_the_integral():
+    """What the end of a run (gpact.run.verdict) scores for a front member: the integral of its tree."""
+    from gpact.backends import make_backend
+    from gpact.config import RunConfig, TrainConfig
+    from gpact.search.records import score_on_suite
+    from gpact.train.tasks import make_suite
+
+    minimal = load_grammar("minimal")
+    cfg = RunConfig(evolve="derivative", train_seeds=1, train=TrainConfig(width=4, steps=5), n_train=64, n_ood=64)
+    tasks = make_suite(["poly_cubic"], n_train=64, n_ood=64)
+    backend = make_backend("serial", device="cpu")
+    try:
+        (as_derivative,) = score_on_suite(["relu(x)"], minimal, tasks, cfg, backend, evolve=cfg.evolve)
+        (as_activation,) = score_on_suite(["relu(x)"], minimal, tasks, cfg, backend)
+    finally:
+        backend.close()
+    assert as_derivative.formula == "0.5*Max(0, x)**2" and as_derivative.derivative == "relu(x)"
+    assert as_derivative.key != as_activation.key and as_derivative.per_run != as_activation.per_run

@@ -80,7 +80,7 @@ def integrate(derivative: sp.Expr, grammar: Grammar | None = None, seconds: floa
     """
     expr = _expand_named(derivative, grammar)
     if X not in expr.free_symbols:  # a constant slope c: f = c*x (sympy would do the same, slower)
-        return _finish(expr * X, seconds)
+        return _finish(expr * X)
     if not expr.is_real and expr.is_real is not None:
         raise IntegrationError("integral_not_real", "the derivative is not real-valued")
     try:
@@ -93,12 +93,12 @@ def integrate(derivative: sp.Expr, grammar: Grammar | None = None, seconds: floa
         raise IntegrationError("integral_not_closed", f"sympy cannot integrate it ({type(exc).__name__})") from None
     if result.has(sp.Integral):
         raise IntegrationError("integral_not_closed", f"no closed form: sympy left {excerpt(str(result))}")
-    f = _finish(result.replace(lambda e: isinstance(e, sp.Piecewise), _clamped), seconds)
+    f = _finish(result.replace(lambda e: isinstance(e, sp.Piecewise), _clamped))
     _check_slope(f, expr)
     return f
 
 
-def _finish(f: sp.Expr, seconds: float) -> sp.Expr:
+def _finish(f: sp.Expr) -> sp.Expr:
     """Fix f(0) = 0, simplify, fold constant subexpressions to numbers, and check that gpact can run it."""
     if f.has(sp.I, sp.zoo, sp.nan, sp.oo):
         raise IntegrationError("integral_not_real", f"the integral is not a real function: {excerpt(str(f))}")
