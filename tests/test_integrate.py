@@ -101,10 +101,13 @@ def test_the_time_box_and_a_wrong_sympy_integral_are_refused_with_their_reason()
 
 def test_a_tree_of_a_grammar_integrates_through_its_definitions():
     minimal = load_grammar("minimal")
-    tree = parse_tree("add(relu(x), mul(0.1, tanh(x)))", minimal, make_pset(minimal))
+    pset = make_pset(minimal)
+    tree = parse_tree("add(relu(relu(x)), mul(0.1, tanh(x)))", minimal, pset)  # relu: a named primitive
     f = to_torch(integrate(tree_to_sympy(tree, minimal), minimal, seconds=120))
     want = torch.relu(XS) ** 2 / 2 + 0.1 * torch.log(torch.cosh(XS))
     assert torch.allclose(f(XS), want, atol=1e-6)
+    constant = tree_to_sympy(parse_tree("relu(relu(0.1))", minimal, pset), minimal)  # a slope that is a number
+    assert torch.allclose(to_torch(integrate(constant, minimal))(XS), 0.1 * XS)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -78,7 +78,14 @@ def integrate(derivative: sp.Expr, grammar: Grammar | None = None, seconds: floa
 
     `grammar`: expands its named primitives (gelu, relu) into their definitions first.
     """
-    expr = _expand_named(derivative, grammar)
+    try:
+        return _integrate(_expand_named(derivative, grammar), seconds)
+    except (RecursionError, TypeError, ValueError, NotImplementedError, ZeroDivisionError, AttributeError) as exc:
+        # sympy's own failures, anywhere on the way: a refused tree, never a crashed run
+        raise IntegrationError("integral_not_closed", f"sympy failed on it ({type(exc).__name__})") from None
+
+
+def _integrate(expr: sp.Expr, seconds: float) -> sp.Expr:
     if X not in expr.free_symbols:  # a constant slope c: f = c*x (sympy would do the same, slower)
         return _finish(expr * X)
     if not expr.is_real and expr.is_real is not None:
@@ -89,8 +96,6 @@ def integrate(derivative: sp.Expr, grammar: Grammar | None = None, seconds: floa
             result = sp.integrate(pieces, X)
     except Timeout:
         raise IntegrationError("integral_timeout", f"sympy did not integrate it within {seconds:g} s") from None
-    except (RecursionError, TypeError, ValueError, NotImplementedError, ZeroDivisionError, AttributeError) as exc:
-        raise IntegrationError("integral_not_closed", f"sympy cannot integrate it ({type(exc).__name__})") from None
     if result.has(sp.Integral):
         raise IntegrationError("integral_not_closed", f"no closed form: sympy left {excerpt(str(result))}")
     f = _finish(result.replace(lambda e: isinstance(e, sp.Piecewise), _clamped))
@@ -145,16 +150,23 @@ def _numbers(f: sp.Expr) -> sp.Expr:
 
 
 def _expand_named(expr: sp.Expr, grammar: Grammar | None) -> sp.Expr:
-    """Named primitives (gelu(x)) spelled out by their grammar definitions, so sympy sees their math."""
-    if grammar is None:
+    """Named primitives (gelu(x), relu(relu(x))) spelled out by their grammar definitions, innermost first, so
+    sympy sees their math."""
+    if grammar is None or not expr.atoms(sp.core.function.AppliedUndef):
         return expr
-    named = {f.func: grammar.primitives.get(str(f.func)) for f in expr.atoms(sp.core.function.AppliedUndef)}
-    for func, prim in named.items():
-        if prim is None or prim.definition is None:
-            raise IntegrationError("integral_not_closed", f"primitive '{func}' has no sympy definition to integrate")
-        lam = sp.Lambda(ARGS[:prim.arity], prim.definition)
-        expr = expr.replace(func, lam)
-    return expr
+
+    def spell(e: sp.Expr) -> sp.Expr:
+        if not e.args:
+            return e
+        args = [spell(a) for a in e.args]
+        if isinstance(e, sp.core.function.AppliedUndef):
+            prim = grammar.primitives.get(str(e.func))
+            if prim is None or prim.definition is None:
+                raise IntegrationError("integral_not_closed", f"primitive '{e.func}' has no sympy definition")
+            return prim.definition.xreplace(dict(zip(ARGS, args, strict=False)))
+        return e.func(*args)
+
+    return spell(expr)
 
 
 def _clamped(pw: sp.Piecewise) -> sp.Expr:
