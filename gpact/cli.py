@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gpact.config import OBJECTIVES, STRATEGIES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
+from gpact.config import EVOLVE, OBJECTIVES, STRATEGIES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
 from gpact.errors import GpactError
 
 if TYPE_CHECKING:
@@ -62,6 +62,11 @@ def main() -> None:
               help="Generations after the initial population (on --resume: the new total).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=RunConfig.strategy, show_default=True,
               help="How the next candidates are chosen: gp (NSGA-II over trees).")
+@click.option("--evolve", type=click.Choice(list(EVOLVE)), default=RunConfig.evolve, show_default=True,
+              help="What a tree is: the activation, or its derivative (scored as its integral, f(0) = 0; trees "
+                   "sympy cannot integrate in closed form in the time box are rejected, counted by reason).")
+@click.option("--integrate-seconds", type=float, default=RunConfig.integrate_seconds, show_default=True,
+              help="--evolve derivative: sympy's time box per integral.")
 @click.option("--time-limit", default="0", show_default=True,
               help="Stop at the first generation boundary after this wall time (90s, 30m, 2h); 0: none.")
 @click.option("--max-evals", type=int, default=RunConfig.max_evals, show_default=True,
@@ -132,7 +137,7 @@ def main() -> None:
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
-        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr):
+        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve, integrate_seconds):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -156,7 +161,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
-                    strategy=strategy)
+                    strategy=strategy, evolve=evolve, integrate_seconds=integrate_seconds)
     cfg = dataclasses.replace(cfg, protocol=dist)
     _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
     from gpact.run.runner import run as run_search
@@ -249,6 +254,31 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
     path = Path(out_path) if out_path else default_path(member, fmt)
     write_text(path, text)
     click.echo(f"wrote {path}  (rank {member.rank}: {member.formula})")
+
+
+@main.command(name="integrate")
+@click.argument("gradient")
+@click.option("--grammar", "-g", default="full", show_default=True,
+              help="Grammar whose primitives the gradient may name (sigmoid, softplus, ...); exp, log, max, min, "
+                   "abs, heaviside and the other registry functions mean themselves.")
+@click.option("--seconds", type=float, default=None, help="Time box for sympy [default: 5].")
+def integrate_cmd(gradient, grammar, seconds):
+    """Integrate a designed derivative GRADIENT (max, min, abs, heaviside make pieces) into an activation with
+    f(0) = 0, and print it with its FLOPs, ready for `gpact eval` (design by integration, as xIELU).
+
+    Example: gpact integrate "1.6*max(x, 0) + 0.8*(exp(min(x, 0)) - 1) + 0.5"
+    """
+    from gpact.expr.grammar import load_grammar
+    from gpact.expr.integrate import INTEGRATE_SECONDS, integrate_formula
+    from gpact.expr.symbolic import display
+
+    if seconds is not None and not 0 < seconds <= 3600:
+        raise click.BadParameter("must be in (0, 3600] seconds", param_hint="--seconds")
+    result = integrate_formula(gradient, load_grammar(grammar), seconds or INTEGRATE_SECONDS)
+    click.echo(f"derivative  {display(result.derivative)}")
+    click.echo(f"activation  {result.formula}")
+    click.echo(f"FLOPs       {result.flops:g}")
+    click.echo(f'score it:   gpact eval "{result.formula}" --grammar {grammar}')
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from gpact.errors import ConfigError
 BACKENDS = ("serial", "process", "ray")  # where candidates are trained (gpact.backends)
 TRAIN_DTYPES = ("float32", "float64")
 OBJECTIVES = ("tail", "geomean")  # gpact.train.objective.Objective
+EVOLVE = ("activation", "derivative")  # what a tree is: the activation, or its derivative (gpact.expr.integrate)
 STRATEGIES = ("gp",)  # the keys of gpact.search.strategy.STRATEGIES, named here so the CLI starts without torch
 
 
@@ -151,6 +152,8 @@ class RunConfig:
     race_start: int = 4  # networks per new function in racing's first stage
     max_networks: int = 0  # stop once the search has trained this many networks (its training budget); 0: none
     protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
+    evolve: str = "activation"  # or "derivative": trees are derivatives, scored as their integrals
+    integrate_seconds: float = 5.0  # `evolve` derivative: sympy's time box per integral (gpact.expr.integrate)
 
     def __post_init__(self) -> None:
         checks = [
@@ -168,6 +171,10 @@ class RunConfig:
             (self.proxy_check >= 0, "proxy_check must be >= 0"),
             (self.race_eta >= 1 and self.race_start >= 1, "race_eta and race_start must be >= 1"),
             (self.max_networks >= 0, "max_networks must be >= 0 (0: no limit)"),
+            (self.evolve in EVOLVE, f"evolve must be one of {', '.join(EVOLVE)}"),
+            (0 < self.integrate_seconds <= 3600, "integrate_seconds must be in (0, 3600]"),
+            (self.evolve == "activation" or not self.llm.wanted,
+             "--evolve derivative does not work with the LLM operator (it writes activations, not derivatives)"),
         ]
         _check(checks)
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
-import signal
-import threading
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import sympy as sp
@@ -27,6 +24,7 @@ from gpact.expr.formula import Call, Node, Num, Var, parse
 from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, Primitive
 from gpact.expr.symbolic import NAMED_CONSTANTS, X, canonical_name, display, node_to_sympy, number
+from gpact.expr.timebox import Timeout, time_limit
 from gpact.expr.torchfn import to_torch
 
 SIMPLIFY_MAX_OPS = 40  # above this, sympy's simplify is skipped: too slow to be worth it
@@ -42,6 +40,8 @@ class Analysis:
     key: str  # numeric fingerprint: equal keys = same function, evaluated once
     flops: float  # per element, from the grammar's costs, on the simplified form
     constant: bool = False  # one value on every probe point, whatever the syntax (div(x, 0) when protected)
+    derivative: str = ""  # `--evolve derivative`: the tree is this derivative, the function its integral
+    failure: str = ""  # why the tree stands for no function (gpact.expr.integrate.REASONS); "" when it does
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,33 +193,10 @@ def _simplify_cached(expr: sp.Expr) -> sp.Expr:
     if sp.count_ops(expr) > SIMPLIFY_MAX_OPS:
         return expr
     try:
-        with _time_limit(SIMPLIFY_SECONDS):
+        with time_limit(SIMPLIFY_SECONDS):
             return sp.simplify(expr, ratio=1.0)
-    except (_Timeout, RecursionError, TypeError, ValueError, ZeroDivisionError):
+    except (Timeout, RecursionError, TypeError, ValueError, ZeroDivisionError):
         return expr
-
-
-class _Timeout(Exception):
-    pass
-
-
-@contextmanager
-def _time_limit(seconds: float):
-    """SIGALRM-based limit in the main thread; elsewhere no limit (the op cap still bounds the work)."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise _Timeout()
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def compile_expr(expr: sp.Expr, grammar: Grammar) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -227,11 +204,13 @@ def compile_expr(expr: sp.Expr, grammar: Grammar) -> Callable[[torch.Tensor], to
     return to_torch(expr, grammar.functions)
 
 
-def analyse(expr: sp.Expr, grammar: Grammar) -> Analysis:
-    """Simplify (keeping whichever of raw/simplified costs fewer FLOPs), fingerprint and cost a formula."""
+def analyse(expr: sp.Expr, grammar: Grammar, simplified: bool = False) -> Analysis:
+    """Simplify (keeping whichever of raw/simplified costs fewer FLOPs), fingerprint and cost a formula.
+
+    `simplified`: `expr` went through `simplify` already (an integral does), so it is not simplified again."""
     costs = grammar.costs
     best, best_flops = expr, count_flops(expr, costs)
-    simple = simplify(expr)
+    simple = expr if simplified else simplify(expr)
     if simple != expr:
         try:
             compile_expr(simple, grammar)  # simplify may introduce functions with no torch mapping

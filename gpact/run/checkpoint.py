@@ -121,7 +121,7 @@ def save(run_dir: Path, cfg: RunConfig, grammar_name: str, state: State, populat
         "format": FORMAT, "version": VERSION, "written": _now(), "started": started,
         "generation": state.generation, "grammar_name": grammar_name, "config": cfg.to_dict(),
         "counters": {"evaluations": state.evaluations, "cache_hits": state.cache_hits, "elapsed": state.elapsed,
-                     "networks": state.networks},
+                     "networks": state.networks, "rejections": dict(state.rejections)},
         "population": members,
         "records": [dataclasses.asdict(r) for r in state.records.values()],  # a list: keeps insertion order
         "references": {k: dataclasses.asdict(r) for k, r in references.items()},
@@ -158,7 +158,10 @@ def load(run_dir: Path) -> Checkpoint | None:
         records = [_record(r) for r in data["records"]]
         c = rundir.check_shape(path, data["counters"],
                                required={"evaluations": int, "cache_hits": int, "elapsed": (int, float)},
-                               optional={"networks": int})
+                               optional={"networks": int, "rejections": dict})
+        rejections = c.get("rejections", {})
+        if not all(isinstance(k, str) and isinstance(n, int) for k, n in rejections.items()):
+            raise ValueError("rejection counts are not reasons and whole numbers")
         population = [_member(m) for m in data["population"]]
         references = {str(k): _record(r) for k, r in data["references"].items()}
         _check_rng(data["rng"], data.get("llm") or {})
@@ -171,7 +174,8 @@ def load(run_dir: Path) -> Checkpoint | None:
         raise ConfigError(f"{path}: not a valid checkpoint ({str(exc).removeprefix(f'{path}: ')})") from None
     state = State(generation=data["generation"], population=[m["tree"] for m in population],
                   records={r.key: r for r in records}, evaluations=c["evaluations"],
-                  cache_hits=c["cache_hits"], elapsed=float(c["elapsed"]), networks=c.get("networks", 0))
+                  cache_hits=c["cache_hits"], elapsed=float(c["elapsed"]), networks=c.get("networks", 0),
+                  rejections=dict(rejections))
     return Checkpoint(config=data["config"], grammar_name=data["grammar_name"], state=state,
                       population=population, references=references, rng=data["rng"],
                       llm=data.get("llm") or {}, started=data.get("started", ""), written=data.get("written", ""),

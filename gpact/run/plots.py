@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from gpact.expr.grammar import Grammar, load_grammar
-from gpact.expr.trees import analyse, compile_expr, formula_to_sympy
+from gpact.expr.trees import compile_expr, make_pset, parse_tree
 from gpact.run import checkpoint, rundir
 from gpact.run.front import read_front
+from gpact.search.records import tree_analysis
 from gpact.train import baselines
 
 PARETO_PNG, CURVES_PNG = "pareto.png", "curves.png"
@@ -41,7 +42,8 @@ def write_plots(run_dir: Path, only_missing: bool = False, grammar: Grammar | No
     title = run_dir.name
     plot_pareto(paths[0], rows, _cloud(run_dir), _references(run_dir), title)
     grammar = grammar or checkpoint.run_grammar(run_dir)
-    members = [(f"#{r['rank']}  {_short(r['formula'])}", _activation(r["tree"], grammar))
+    evolve = _evolve(run_dir)
+    members = [(f"#{r['rank']}  {_short(r['formula'])}", _activation(r["tree"], grammar, evolve))
                for r in rows[:MAX_CURVES]]
     refs = [(name, _activation(baselines.get(name).formula, load_grammar(baselines.BASELINE_GRAMMAR)))
             for name in REFERENCE_STYLE]
@@ -178,9 +180,15 @@ def _limits(curves: list[np.ndarray], references: list[np.ndarray]) -> tuple[flo
 # data from the run folder
 
 
-def _activation(text: str, grammar: Grammar) -> Fn:
-    """The function the evaluator trained: the tree's simplified form, compiled to torch."""
-    return compile_expr(analyse(formula_to_sympy(text, grammar), grammar).expr, grammar)
+def _activation(text: str, grammar: Grammar, evolve: str = "activation") -> Fn:
+    """The function the evaluator trained: the tree's simplified form (or its integral: `evolve`), compiled."""
+    return compile_expr(tree_analysis(parse_tree(text, grammar, make_pset(grammar)), grammar, evolve).expr, grammar)
+
+
+def _evolve(run_dir: Path) -> str:
+    """What the run's trees are (RunConfig.evolve): activations, or derivatives of them."""
+    path = Path(run_dir) / rundir.CONFIG
+    return str(rundir.read_json(path).get("evolve", "activation")) if path.exists() else "activation"
 
 
 def _cloud(run_dir: Path) -> list[tuple[float, float]]:

@@ -126,9 +126,13 @@ class Display:
             self._bars.update(self._run_task, completed=state.generation, info=self.summary(stats, state))
 
     def line(self, stats: GenerationStats, state: State) -> str:
-        """The plain per-generation line."""
+        """The plain per-generation line; with `--evolve derivative`, the rejections by reason (integrals that
+        sympy could not write in closed form in the time box among them)."""
+        why = ""
+        if self.cfg.evolve == "derivative" and stats.rejections:
+            why = " (" + ", ".join(f"{k} {n}" for k, n in sorted(stats.rejections.items())) + ")"
         return (f"gen {stats.generation:>3}/{self.cfg.generations}  evals {stats.evaluated:>4} "
-                f"(total {state.evaluations})  cache hits {stats.cache_hits:>3}  rejected {stats.rejected:>3}  "
+                f"(total {state.evaluations})  cache hits {stats.cache_hits:>3}  rejected {stats.rejected:>3}{why}  "
                 f"best {stats.best:.4g}  front {stats.front_size:>2}  elapsed {stats.elapsed:.1f}s  "
                 f"{self.meter.rate:.2f} evals/s  hit rate {100 * hit_rate(state):.0f}%  left {self._left(state)}")
 

@@ -235,7 +235,8 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
         "reference_flops": {k: v.flops for k, v in refs.items()},
         "best": rows[0]["formula"] if rows else None, "best_ood_score": rows[0]["ood_score"] if rows else None,
         "status": status, "generations_target": cfg.generations, "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "objective": cfg.objective, **extra,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "objective": cfg.objective, "evolve": cfg.evolve,
+        "rejections": dict(sorted(state.rejections.items())), **extra,
     })
 
 

@@ -133,7 +133,7 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
         echo(f"validation: scoring {len(front)} front members and {len(sample) - len(front)} other functions on "
              f"{plan.describe('validation')}")
         objective, _ = yardstick(cfg, tasks, backend)
-        scored = score_on_suite([r.tree for r in sample], grammar, tasks, cfg, backend, objective)
+        scored = score_on_suite([r.tree for r in sample], grammar, tasks, cfg, backend, objective, evolve=cfg.evolve)
         verdict.validation = {r.key: s.ood_score for r, s in zip(sample, scored, strict=True)}
         verdict.recommended = min(front, key=lambda r: (verdict.validation[r.key], r.flops, r.formula)).key
         verdict.picked_on = "validation"
@@ -144,7 +144,7 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
         tasks = make_suite(plan.tasks["test"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
         echo(f"test: scoring {len(front)} front members on {plan.describe('test')} (reported only)")
         objective, gelu = yardstick(cfg, tasks, backend)
-        scored = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend, objective)
+        scored = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend, objective, evolve=cfg.evolve)
         verdict.test = {r.key: s.ood_score for r, s in zip(front, scored, strict=True)}
         verdict.reference_test = {t: r.ood_score for t, r in
                                   reference_scores(cfg, tasks, backend, objective, gelu, references).items()}

@@ -1,7 +1,8 @@
 """Acceptance: the one rule that decides whether a tree may be a candidate of the run.
 
 A tree is accepted when it is within the grammar's height and size limits, inside one of the run's
-templates (when the run uses templates), within the FLOP budget, and not constant in x: neither in its
+templates (when the run uses templates), stands for a function (with `--evolve derivative`: sympy integrated
+it in closed form within the time box), within the FLOP budget, and not constant in x: neither in its
 formula nor on the probe points (a protected div(x, 0) is 0). The search, its initial population and the
 LLM operator all ask `Acceptance.check`; nothing else decides validity.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from deap import gp
 
 from gpact.expr.grammar import Grammar
+from gpact.expr.integrate import REASONS
 from gpact.expr.symbolic import X
 from gpact.expr.templates import Template, conforms
 from gpact.expr.trees import Analysis
@@ -21,7 +23,8 @@ from gpact.expr.trees import Analysis
 
 @dataclass(frozen=True)
 class Rejection:
-    reason: str  # too_big | template | flops | constant (the LLM operator counts them by these names)
+    reason: str  # too_big | template | flops | constant, or why a derivative has no usable integral
+    # (gpact.expr.integrate.REASONS); the LLM operator and the run count them by these names
     detail: str
 
 
@@ -43,6 +46,8 @@ class Acceptance:
             return Rejection("template", f"outside the run's templates ({names}): {tree}")
         if analysis is None:
             return None
+        if analysis.failure:
+            return Rejection(analysis.failure, f"{analysis.formula}: {REASONS.get(analysis.failure, '')}")
         if analysis.flops > lim.max_flops:
             return Rejection("flops", f"{analysis.flops:g} FLOPs (max {lim.max_flops:g})")
         if X not in analysis.expr.free_symbols or analysis.constant:

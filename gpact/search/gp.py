@@ -22,11 +22,11 @@ from gpact.config import RunConfig
 from gpact.errors import FormulaError
 from gpact.expr.grammar import Grammar
 from gpact.expr.templates import run_templates
-from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
+from gpact.expr.trees import Analysis, make_pset, parse_tree
 from gpact.search.accept import Acceptance
 from gpact.search.operators import Context, Operator, make_operators, random_tree
 from gpact.search.racing import Race, make_plan
-from gpact.search.records import GenerationStats, Record, State, make_record, pareto_front
+from gpact.search.records import GenerationStats, Record, State, make_record, pareto_front, tree_analysis
 from gpact.train.fitness import WORST, Fitness
 from gpact.train.objective import Objective
 from gpact.train.tasks import Task
@@ -173,7 +173,7 @@ class Search:
     def analysis(self, tree: gp.PrimitiveTree) -> Analysis:
         text = str(tree)
         if text not in self._analysis:
-            self._analysis[text] = analyse(tree_to_sympy(tree, self.grammar), self.grammar)
+            self._analysis[text] = tree_analysis(tree, self.grammar, self.cfg.evolve, self.cfg.integrate_seconds)
         return self._analysis[text]
 
     def evaluate(self, individuals: list, state: State, progress=None) -> tuple[int, int, int]:
@@ -186,10 +186,12 @@ class Search:
         accepted = []
         for ind in individuals:
             an = self.analysis(ind)
-            ok = self.accept.ok(ind, an)
+            no = self.accept.check(ind, an)
+            ok = no is None
             accepted.append(ok)
             if not ok:
                 rejected += 1
+                state.rejections[no.reason] = state.rejections.get(no.reason, 0) + 1
             elif an.key in state.records:
                 hits += 1
                 rec = state.records[an.key]
@@ -243,6 +245,7 @@ class Search:
     def step(self, pop: list, state: State, progress=None) -> tuple[list, GenerationStats]:
         """Evaluate what needs it, select the next population, and advance `state` by one generation."""
         t0 = time.perf_counter()
+        before = dict(state.rejections)
         for op in self.operators:
             if hasattr(op, "new_generation"):
                 op.new_generation(state.generation)
@@ -265,7 +268,8 @@ class Search:
         stats = GenerationStats(state.generation, new, hits, rejected,
                                 min((r.ood_score for r in front), default=WORST), len(front), state.elapsed,
                                 reports, state.networks,
-                                [sum(s >= k for s in reached) for k in range(self.race.plan.final + 1)])
+                                [sum(s >= k for s in reached) for k in range(self.race.plan.final + 1)],
+                                {k: n - before.get(k, 0) for k, n in state.rejections.items() if n > before.get(k, 0)})
         state.generation += 1
         return pop, stats
 

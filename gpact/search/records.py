@@ -7,8 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from deap import gp
+
 from gpact.config import RunConfig
 from gpact.expr.grammar import Grammar
+from gpact.expr.integrate import INTEGRATE_SECONDS, analyse_integral
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.train.fitness import WORST, Fitness
 from gpact.train.objective import Objective
@@ -35,6 +38,7 @@ class Record:
     origin: str = "gp"  # "llm" when an LLM crossover or mutation wrote the tree first trained for this function
     per_run: dict[str, float] = field(default_factory=dict)  # every network's absolute OOD loss (run_key)
     stage: int = 0  # the racing stage it reached (gpact.search.racing); the last stage trained every network
+    derivative: str = ""  # `--evolve derivative`: the tree is this derivative, `formula` its integral
 
     @property
     def ok(self) -> bool:
@@ -52,6 +56,7 @@ class State:
     networks: int = 0  # (function, task, seed) networks trained for the search: its training budget
     cache_hits: int = 0
     elapsed: float = 0.0
+    rejections: dict[str, int] = field(default_factory=dict)  # rejected trees by reason (accept.Rejection), so far
 
 
 @dataclass
@@ -66,6 +71,7 @@ class GenerationStats:
     llm: dict = field(default_factory=dict)  # LLMOperator.stats() for this generation, when the LLM is on
     networks: int = 0  # networks the search has trained so far (all generations)
     stages: list[int] = field(default_factory=list)  # new functions of this generation that reached each stage
+    rejections: dict[str, int] = field(default_factory=dict)  # this generation's rejected trees, by reason
 
 
 def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp",
@@ -74,7 +80,17 @@ def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int
     score = objective.score(fit) if objective is not None else fit.ood_score
     return Record(key=key, formula=an.formula, tree=tree, flops=an.flops, ood_score=score,
                   id_loss=fit.id_loss, generation=generation, per_task=dict(fit.per_task),
-                  diverged=fit.diverged, reason=fit.reason, origin=origin, per_run=dict(fit.per_run), stage=stage)
+                  diverged=fit.diverged, reason=fit.reason, origin=origin, per_run=dict(fit.per_run), stage=stage,
+                  derivative=an.derivative)
+
+
+def tree_analysis(tree: gp.PrimitiveTree, grammar: Grammar, evolve: str = "activation",
+                  seconds: float = INTEGRATE_SECONDS) -> Analysis:
+    """The function a run's tree stands for (RunConfig.evolve): the tree itself, or the integral of the
+    derivative it is (gpact.expr.integrate, time-boxed to `seconds`). Everything that turns a run's tree into a
+    function asks here."""
+    expr = tree_to_sympy(tree, grammar)
+    return analyse_integral(expr, grammar, seconds) if evolve == "derivative" else analyse(expr, grammar)
 
 
 def pareto_front(records) -> list[Record]:
@@ -90,12 +106,13 @@ def pareto_front(records) -> list[Record]:
 
 def score_on_suite(texts: list[str], grammar: Grammar, tasks: list[Task], cfg: RunConfig,
                    backend: Backend, objective: Objective | None = None,
-                   seeds: Sequence[int] | None = None) -> list[Record]:
+                   seeds: Sequence[int] | None = None, evolve: str = "activation") -> list[Record]:
     """Records for fixed trees (references such as gelu and relu, the front on validation and test tasks) on
-    `tasks` with the run's seeds (or `seeds`) and training, through the run's backend, scored by `objective`. Not
+    `tasks` with the run's seeds (or `seeds`) and training, through the run's backend, scored by `objective`;
+    `evolve`: what the trees are (a run's own trees: its RunConfig.evolve; references are activations). Not
     `gpact.train.scoring.score_formulas`, which builds the per-seed tables of `gpact eval`."""
     pset = make_pset(grammar)
-    analyses = [analyse(tree_to_sympy(parse_tree(t, grammar, pset), grammar), grammar) for t in texts]
+    analyses = [tree_analysis(parse_tree(t, grammar, pset), grammar, evolve, cfg.integrate_seconds) for t in texts]
     seeds = list(range(cfg.train_seeds)) if seeds is None else list(seeds)
     fits = backend.evaluate([an.expr for an in analyses], grammar, tasks, seeds, cfg.train,
                             evaluator=cfg.evaluator, device=cfg.device, protocol=cfg.protocol)

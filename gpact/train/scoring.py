@@ -28,7 +28,7 @@ from gpact.config import TrainConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, load_grammar
-from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
+from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, printed_to_sympy, tree_to_sympy
 from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import WORST, Fitness, geo_mean, median
@@ -145,6 +145,10 @@ def _analyse(text: str, label: str, grammar: Grammar) -> Analysis:
         tree = parse_tree(text, grammar, make_pset(grammar))
         return analyse(tree_to_sympy(tree, grammar), grammar)
     except FormulaError as exc:
+        try:  # as gpact prints a formula: registry functions the grammar lacks (cosh, Heaviside), `gpact integrate`
+            return analyse(printed_to_sympy(text, grammar), grammar)
+        except FormulaError:
+            pass
         known = f"; baselines: {', '.join(BASELINES)}" if label == text and label.isidentifier() else ""
         raise FormulaError(f"formula {excerpt(label)}: {exc}{known}") from None
 
