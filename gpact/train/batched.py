@@ -176,6 +176,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _affine(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h @ w + b per network, [P, N, fo]. One input: an outer product, elementwise (one rounding per
+    product, as the reference's mm). One output: computed as w^T h^T, a row times a matrix, which the BLAS
+    does twice as fast as the matrix-vector product h @ w (the order of the sum is the BLAS's either way)."""
+    if w.shape[2] == 1:
+        return torch.baddbmm(b, w.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+    if w.shape[1] == 1:
+        return torch.addcmul(b, h, w)
+    return torch.baddbmm(b, h, w)
+
+
 def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand: int, deriv: bool,
              clock: PhaseClock | _NoClock = _NO_CLOCK):
     """Per stack: network outputs [P, N, 1], per hidden layer (its input, act' at its pre-activation), and
@@ -188,8 +199,7 @@ def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand
         hidden = []
         for g, stack in enumerate(stacks):
             if i < len(stack.layers):
-                w, b = stack.layers[i]
-                z = torch.baddbmm(b, hs[g], w)
+                z = _affine(hs[g], *stack.layers[i])
                 clock.lap("matmul")
                 if i == len(stack.layers) - 1:
                     outs[g], lasts[g] = z, hs[g]
@@ -218,8 +228,8 @@ def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: to
     gw, gb = grads.layers[-1]
     torch.sum(g, 1, keepdim=True, out=gb)
     clock.lap("backward")
-    torch.bmm(h_last.transpose(1, 2), g, out=gw)
-    gh = torch.bmm(g, w_last.transpose(1, 2))
+    torch.bmm(g.transpose(1, 2), h_last, out=gw.view(gw.shape[0], 1, gw.shape[1]))  # (h^T g)^T: see _affine
+    gh = g * w_last.transpose(1, 2)  # an outer product: the bmm's numbers, elementwise
     clock.lap("matmul")
     for i in range(len(saved) - 1, -1, -1):
         h_in, slope = saved[i]
@@ -361,7 +371,10 @@ def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: s
         raise ConfigError("train_groups needs networks of one dtype")
     if device.type != "cpu":
         return _train(programs, groups, device, kernel, clock or _NO_CLOCK)
-    n_parts = 1 if clock is not None else min(torch.get_num_threads(), n_cand)
+    forced = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
+    # the Triton kernel (on CPU only under TRITON_INTERPRET=1) runs from one thread: its interpreter is not
+    # thread-safe
+    n_parts = 1 if clock is not None or forced == "triton" else min(torch.get_num_threads(), n_cand)
     bounds = [n_cand * i // n_parts for i in range(n_parts + 1)]
     parts = [list(programs[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
     done = map_parts(lambda part: _train(part, groups, device, kernel, clock or _NO_CLOCK), parts)
