@@ -440,11 +440,14 @@ def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, mar
               help="Activation interpreter of the batched evaluator (auto: loop on CPU, triton on CUDA).")
 @click.option("--repeat", type=int, default=1, show_default=True,
               help="Runs in this one process; figures are medians, the JSON keeps every run's speed-up.")
+@click.option("--naive-threads", type=int, default=None,
+              help="torch threads for the reference evaluator's runs [default: torch's]; 1 shows how much a loaded "
+                   "machine's waits at intra-op barriers inflate the speed-up.")
 @click.option("--roofline", is_flag=True,
               help="Instead: measured peaks, the evaluator as a fraction of them, the shared-GELU ceiling and "
                    "a per-phase breakdown of one step (no reference run).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, roofline, as_json):
+def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, naive_threads, roofline, as_json):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2) or the search
     setting."""
@@ -452,8 +455,8 @@ def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, roo
 
     from gpact.errors import ConfigError
 
-    if candidates < 1 or naive_max < 1 or repeat < 1 or (steps is not None and steps < 1):
-        raise ConfigError("--candidates, --steps, --naive-max and --repeat must be >= 1")
+    if candidates < 1 or naive_max < 1 or repeat < 1 or any(v is not None and v < 1 for v in (steps, naive_threads)):
+        raise ConfigError("--candidates, --steps, --naive-max, --naive-threads and --repeat must be >= 1")
     echo = lambda s: click.echo(s, err=True)  # noqa: E731
     if roofline:
         from gpact.report.roofline import format_roofline, run_roofline
@@ -463,7 +466,8 @@ def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, roo
         return
     from gpact.report.bench import run_bench
 
-    r = run_bench(candidates, device, steps, naive_max, kernel=kernel, echo=echo, setting=setting, repeat=repeat)
+    r = run_bench(candidates, device, steps, naive_max, kernel=kernel, echo=echo, setting=setting, repeat=repeat,
+                  naive_threads=naive_threads)
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
@@ -471,7 +475,7 @@ def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, roo
     runs = f", median of {r.repeat} runs" if r.repeat > 1 else ""
     click.echo(f"device {r.device}, setting {r.setting}: {r.candidates} candidates x {r.networks_per_candidate} "
                f"networks, {r.steps} steps{runs}")
-    click.echo(f"reference: {r.naive_trainings_per_s:9.2f} trainings/s{subset}")
+    click.echo(f"reference: {r.naive_trainings_per_s:9.2f} trainings/s{subset}, {r.naive_threads} torch thread(s)")
     click.echo(f"batched:   {r.batched_trainings_per_s:9.2f} trainings/s")
     spread = f" (runs: {', '.join(f'{s:.1f}' for s in r.speedups)})" if r.repeat > 1 else ""
     click.echo(f"speed-up:  {r.speedup:9.1f}x{spread}")

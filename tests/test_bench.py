@@ -77,10 +77,11 @@ def test_roofline_work_counts_the_matmuls_of_a_training():
 
 def test_search_setting_repeats_and_memory_per_candidate():
     result = CliRunner().invoke(main, ["bench", "--device", "cpu", "-k", "2", "--setting", "search", "--steps", "2",
-                                       "--naive-max", "1", "--repeat", "2", "--json"])
+                                       "--naive-max", "1", "--repeat", "2", "--naive-threads", "1", "--json"])
     assert result.exit_code == 0, result.output
     r = json.loads(result.output.strip().splitlines()[-1])
-    assert (r["setting"], r["networks_per_candidate"], r["steps"], r["repeat"]) == ("search", 16, 2, 2)
+    assert (r["setting"], r["networks_per_candidate"], r["steps"], r["repeat"], r["naive_threads"]) == \
+        ("search", 16, 2, 2, 1)
     assert len(r["speedups"]) == 2 and r["speedup"] == approx(sum(r["speedups"]) / 2)
     assert r["batched_trainings_per_s"] == approx(2 * 16 / r["batched_seconds"])
     assert r["estimated_bytes_per_candidate"] > 0

@@ -125,6 +125,7 @@ class BenchResult:
     speedups: tuple[float, ...] = ()  # one per run, in order: the spread of the median
     peak_bytes_per_candidate: int | None = None  # measured peak memory of the batched run / candidates
     estimated_bytes_per_candidate: int = 0  # what the chunking estimate (batched.bytes_per_candidate) says
+    naive_threads: int = 0  # torch threads the reference evaluator ran with
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,10 +134,12 @@ class BenchResult:
 def run_bench(candidates: int = 64, device: str = "auto", steps: int | None = None,
               naive_max: int = 64, grammar: str = "full", kernel: str = "auto",
               echo: Callable[[str], None] = lambda s: None, setting: str = "protocol",
-              repeat: int = 1) -> BenchResult:
+              repeat: int = 1, naive_threads: int | None = None) -> BenchResult:
     """Time both evaluators on a bench setting, `repeat` times in turn; the reference on `naive_max` candidates.
 
-    Figures are medians over the runs; `speedups` keeps every run's ratio.
+    Figures are medians over the runs; `speedups` keeps every run's ratio. `naive_threads` sets torch's
+    threads for the reference runs (None: as they are): on a loaded machine the reference's intra-op
+    threads wait on each other at every small op, which inflates the speed-up; 1 shows how much.
     """
     dev = resolve_device(device)
     g = load_grammar(grammar)
@@ -153,15 +156,21 @@ def run_bench(candidates: int = 64, device: str = "auto", steps: int | None = No
     train_reference(acts[0], dev_tasks[0], w.seeds[0], warm)
     train_batched(programs[: min(4, len(programs))], w.tasks, w.seeds, warm, dev, kernel)
     naive, batched, peaks = [], [], []
+    threads = torch.get_num_threads()
+    ref_threads = naive_threads or threads
     for run in range(repeat):
         _sync(dev)
+        torch.set_num_threads(ref_threads)
         t0 = time.perf_counter()
-        for i, act in enumerate(acts):
-            for task in dev_tasks:
-                for seed in w.seeds:
-                    train_reference(act, task, seed, w.cfg)
-            echo(f"  run {run + 1}: reference {i + 1}/{n_naive}")
-        _sync(dev)
+        try:
+            for i, act in enumerate(acts):
+                for task in dev_tasks:
+                    for seed in w.seeds:
+                        train_reference(act, task, seed, w.cfg)
+                echo(f"  run {run + 1}: reference {i + 1}/{n_naive}")
+            _sync(dev)
+        finally:
+            torch.set_num_threads(threads)
         naive.append(time.perf_counter() - t0)
         with peak_memory(dev) as peak:
             t0 = time.perf_counter()
@@ -178,7 +187,7 @@ def run_bench(candidates: int = 64, device: str = "auto", steps: int | None = No
         str(dev), len(mix), w.cfg.steps, n_naive, naive_s, batched_s, n_naive * nets / naive_s,
         len(mix) * nets / batched_s, statistics.median(speedups), setting, nets, repeat, speedups,
         max(known) // len(mix) if known else None,
-        bytes_per_candidate(w.tasks, len(w.seeds), w.cfg, max(p.n_regs for p in programs)))
+        bytes_per_candidate(w.tasks, len(w.seeds), w.cfg, max(p.n_regs for p in programs)), ref_threads)
 
 
 def _sync(dev: torch.device) -> None:
