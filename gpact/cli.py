@@ -488,28 +488,55 @@ def transfer_cmd(formulas, dataset, task, seeds, grammar, width, depth, steps, l
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--candidates", "-k", type=int, default=64, show_default=True,
               help="Candidates trained (known activations, then random trees).")
-@click.option("--steps", type=int, default=500, show_default=True, help="Adam steps per training.")
+@click.option("--setting", type=click.Choice(["protocol", "search"]), default="protocol", show_default=True,
+              help="protocol: MLP 1-64-64-1, 500 steps, 512 points, one task; search: 8 search tasks x 2 seeds, "
+                   "width 16, 200 steps, 256 points.")
+@click.option("--steps", type=int, default=None, help="Adam steps per training [default: the setting's].")
 @click.option("--naive-max", type=int, default=64, show_default=True,
               help="Time the reference evaluator on at most this many of the candidates.")
 @click.option("--kernel", type=click.Choice(["auto", "loop", "torch", "triton"]), default="auto", show_default=True,
               help="Activation interpreter of the batched evaluator (auto: loop on CPU, triton on CUDA).")
+@click.option("--repeat", type=int, default=1, show_default=True,
+              help="Runs in this one process; figures are medians, the JSON keeps every run's speed-up.")
+@click.option("--naive-threads", type=int, default=None,
+              help="torch threads for the reference evaluator's runs [default: torch's]; 1 shows how much a loaded "
+                   "machine's waits at intra-op barriers inflate the speed-up.")
+@click.option("--roofline", is_flag=True,
+              help="Instead: measured peaks, the evaluator as a fraction of them, the shared-GELU ceiling and "
+                   "a per-phase breakdown of one step (no reference run).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def bench_cmd(device, candidates, steps, naive_max, kernel, as_json):
+def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, naive_threads, roofline, as_json):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
-    on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2)."""
+    on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2) or the search
+    setting."""
     import json
 
     from gpact.errors import ConfigError
+
+    if candidates < 1 or naive_max < 1 or repeat < 1 or any(v is not None and v < 1 for v in (steps, naive_threads)):
+        raise ConfigError("--candidates, --steps, --naive-max, --naive-threads and --repeat must be >= 1")
+    echo = lambda s: click.echo(s, err=True)  # noqa: E731
+    if roofline:
+        from gpact.report.roofline import format_roofline, run_roofline
+
+        rr = run_roofline(candidates, device, steps, setting, kernel, repeat, echo=echo)
+        click.echo(json.dumps(rr.to_dict()) if as_json else format_roofline(rr))
+        return
     from gpact.report.bench import run_bench
 
-    if candidates < 1 or steps < 1 or naive_max < 1:
-        raise ConfigError("--candidates, --steps and --naive-max must be >= 1")
-    r = run_bench(candidates, device, steps, naive_max, kernel=kernel, echo=lambda s: click.echo(s, err=True))
+    r = run_bench(candidates, device, steps, naive_max, kernel=kernel, echo=echo, setting=setting, repeat=repeat,
+                  naive_threads=naive_threads)
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
     subset = f" (timed on {r.naive_candidates} of {r.candidates})" if r.naive_candidates < r.candidates else ""
-    click.echo(f"device {r.device}, {r.candidates} candidates, {r.steps} steps")
-    click.echo(f"reference: {r.naive_trainings_per_s:9.2f} trainings/s{subset}")
+    runs = f", median of {r.repeat} runs" if r.repeat > 1 else ""
+    click.echo(f"device {r.device}, setting {r.setting}: {r.candidates} candidates x {r.networks_per_candidate} "
+               f"networks, {r.steps} steps{runs}")
+    click.echo(f"reference: {r.naive_trainings_per_s:9.2f} trainings/s{subset}, {r.naive_threads} torch thread(s)")
     click.echo(f"batched:   {r.batched_trainings_per_s:9.2f} trainings/s")
-    click.echo(f"speed-up:  {r.speedup:9.1f}x")
+    spread = f" (runs: {', '.join(f'{s:.1f}' for s in r.speedups)})" if r.repeat > 1 else ""
+    click.echo(f"speed-up:  {r.speedup:9.1f}x{spread}")
+    if r.peak_bytes_per_candidate is not None:
+        click.echo(f"memory:    {r.peak_bytes_per_candidate / 2**20:9.2f} MiB per candidate at peak "
+                   f"(estimate used for chunking: {r.estimated_bytes_per_candidate / 2**20:.2f} MiB)")

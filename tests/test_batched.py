@@ -12,7 +12,15 @@ from gpact.errors import ConfigError
 from gpact.expr.grammar import add_primitive, load_grammar
 from gpact.expr.trees import compile_expr, formula_to_sympy
 from gpact.report.bench import candidate_mix
-from gpact.train.batched import Net, chunk_candidates, evaluate_batched, train_batched, train_groups, train_nets
+from gpact.train.batched import (
+    Net,
+    bytes_per_candidate,
+    chunk_candidates,
+    evaluate_batched,
+    train_batched,
+    train_groups,
+    train_nets,
+)
 from gpact.train.evaluate import evaluate_population
 from gpact.train.fitness import evaluate_reference
 from gpact.train.interpreters import Interpreter, LoopInterpreter
@@ -236,3 +244,52 @@ def test_groups_in_lockstep_give_each_group_its_own_numbers():
     progs = _programs(["gelu(x)", "x*sin(x)", BAD[0]])
     together = train_groups(progs, groups)
     assert together == [train_nets(progs, nets) for nets in groups]
+
+
+def test_a_training_step_reads_nothing_back_from_the_device():
+    """On fake tensors any host read (.item, bool, .tolist) raises: the step runs, so it has none, and on a
+    GPU it never waits for the device (what a CUDA graph capture needs)."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException, FakeTensorMode
+
+    from gpact.train import batched as B
+    from gpact.train.interpreters import make_interpreter
+
+    progs = _programs(["gelu(x)", "max(x, 0.1*x) + x**3", "sinc(x)*x", BAD[0]])
+    nets = [Net(TASKS[0], 0, CFG), Net(TASKS[1], 1, dataclasses.replace(CFG, lr=2e-2))]  # per-network rates too
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the loop interpreter's threads would not see the fake mode
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            group = B._start(nets, len(progs), torch.device("cpu"))
+            for kernel in ("loop", "torch"):
+                act = make_interpreter(progs, torch.device("cpu"), torch.float32, kernel)
+                B._step([group], act, len(progs), B._NO_CLOCK)
+            with pytest.raises(DataDependentOutputException):
+                bool(group.failed.any())  # the check bites: a read would have raised inside the step
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_ten_thousand_candidates_train_in_chunks_of_the_memory_budget(monkeypatch):
+    cfg = TrainConfig(width=4, depth=1, steps=2)
+    tasks = make_suite("poly_cubic", n_train=16, n_ood=16)
+    exprs = [formula_to_sympy(t, FULL) for t in GOOD + BAD[:1]] * 2000
+    n_regs = max(p.n_regs for p in _programs(GOOD + BAD[:1]))
+    monkeypatch.setenv("GPACT_MEMORY_BYTES", str(1000 * bytes_per_candidate(tasks, 1, cfg, n_regs)))
+    assert chunk_candidates(tasks, 1, cfg, "cpu", n_regs) == 1000
+    seen = []
+    fits = evaluate_batched(exprs, FULL, tasks, [0], cfg, device="cpu", progress=lambda d, t: seen.append(d))
+    assert seen == list(range(1000, 10001, 1000))
+    assert len(fits) == 10000 and fits[:5] * 2000 == fits  # every chunk gives the same numbers
+    assert fits[4].diverged and not any(f.diverged for f in fits[:4])
+
+
+def test_cpu_chunks_follow_the_available_ram(monkeypatch):
+    import gpact.train.batched as B
+
+    monkeypatch.delenv("GPACT_MEMORY_BYTES", raising=False)
+    roomy = chunk_candidates(TASKS, 2, CFG, "cpu")
+    monkeypatch.setattr(B, "available_ram", lambda: 2 * 8 * B.bytes_per_candidate(TASKS, 2, CFG))
+    assert chunk_candidates(TASKS, 2, CFG, "cpu") == 8 < roomy
+    monkeypatch.setattr(B, "available_ram", lambda: None)  # unknown: the fixed CPU budget
+    assert B.memory_budget(torch.device("cpu")) == B.CPU_BUDGET

@@ -8,6 +8,7 @@ fixed mix of known activations and random trees, so their ratio is a like-for-li
 from __future__ import annotations
 
 import random
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -16,16 +17,19 @@ import sympy as sp
 import torch
 from deap import gp
 
-from gpact.errors import FormulaError
+from gpact.config import TrainConfig
+from gpact.errors import ConfigError, FormulaError
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.symbolic import X
 from gpact.expr.trees import analyse, compile_expr, formula_to_sympy, make_pset, tree_to_sympy
+from gpact.report.memory import peak_memory
 from gpact.train.baselines import BASELINES
-from gpact.train.batched import resolve_device, train_batched
+from gpact.train.batched import bytes_per_candidate, resolve_device, train_batched
 from gpact.train.mlp import BENCH_CONFIG
+from gpact.train.partition import draw
 from gpact.train.program import ProgramError, lower
 from gpact.train.reference import train_reference
-from gpact.train.tasks import BENCH_POINTS, BENCH_TASK, make_task
+from gpact.train.tasks import BENCH_POINTS, BENCH_TASK, Task, make_suite, make_task
 
 
 def candidate_mix(grammar: Grammar, k: int, seed: int = 0) -> list[tuple[str, sp.Expr]]:
@@ -73,53 +77,117 @@ def candidate_mix(grammar: Grammar, k: int, seed: int = 0) -> list[tuple[str, sp
     return out
 
 
+SETTINGS = ("protocol", "search")
+"""protocol: docs/design.md §4's (one task, one seed, MLP 1-64-64-1, 500 steps, 512 points); search: a search
+generation's networks under the default run config before protocols were drawn (8 search tasks x 2 seeds,
+width 16, depth 2, 200 steps, 256 points)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one candidate trains in a bench: every (task, seed) network, with `cfg`."""
+
+    tasks: list[Task]
+    seeds: list[int]
+    cfg: TrainConfig
+
+    @property
+    def networks(self) -> int:
+        return len(self.tasks) * len(self.seeds)
+
+
+def workload(setting: str = "protocol", steps: int | None = None) -> Workload:
+    """The networks per candidate of a bench setting (SETTINGS); `steps` overrides the setting's."""
+    if setting == "protocol":
+        w = Workload([make_task(BENCH_TASK, n_train=BENCH_POINTS, n_ood=BENCH_POINTS)], [0], BENCH_CONFIG)
+    elif setting == "search":
+        w = Workload(make_suite(draw("search:8"), n_train=256, n_ood=256), [0, 1],
+                     TrainConfig(width=16, depth=2, steps=200))
+    else:
+        raise ConfigError(f"unknown bench setting '{setting}' (choose from {', '.join(SETTINGS)})")
+    return w if steps is None else replace(w, cfg=replace(w.cfg, steps=steps))
+
+
 @dataclass(frozen=True)
 class BenchResult:
     device: str
     candidates: int
     steps: int
     naive_candidates: int  # the reference evaluator is timed on this many of them (the first ones)
-    naive_seconds: float
+    naive_seconds: float  # medians over `repeat` runs, as every figure here
     batched_seconds: float
-    naive_trainings_per_s: float
+    naive_trainings_per_s: float  # a training is one network: candidates x networks_per_candidate of them
     batched_trainings_per_s: float
     speedup: float
+    setting: str = "protocol"
+    networks_per_candidate: int = 1
+    repeat: int = 1
+    speedups: tuple[float, ...] = ()  # one per run, in order: the spread of the median
+    peak_bytes_per_candidate: int | None = None  # measured peak memory of the batched run / candidates
+    estimated_bytes_per_candidate: int = 0  # what the chunking estimate (batched.bytes_per_candidate) says
+    naive_threads: int = 0  # torch threads the reference evaluator ran with
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def run_bench(candidates: int = 64, device: str = "auto", steps: int = BENCH_CONFIG.steps,
+def run_bench(candidates: int = 64, device: str = "auto", steps: int | None = None,
               naive_max: int = 64, grammar: str = "full", kernel: str = "auto",
-              echo: Callable[[str], None] = lambda s: None) -> BenchResult:
-    """Time both evaluators on the bench protocol; the reference side on at most `naive_max` candidates."""
+              echo: Callable[[str], None] = lambda s: None, setting: str = "protocol",
+              repeat: int = 1, naive_threads: int | None = None) -> BenchResult:
+    """Time both evaluators on a bench setting, `repeat` times in turn; the reference on `naive_max` candidates.
+
+    Figures are medians over the runs; `speedups` keeps every run's ratio. `naive_threads` sets torch's
+    threads for the reference runs (None: as they are): on a loaded machine the reference's intra-op
+    threads wait on each other at every small op, which inflates the speed-up; 1 shows how much.
+    """
     dev = resolve_device(device)
     g = load_grammar(grammar)
-    cfg = replace(BENCH_CONFIG, steps=steps)
-    task = make_task(BENCH_TASK, n_train=BENCH_POINTS, n_ood=BENCH_POINTS)
+    w = workload(setting, steps)
     mix = candidate_mix(g, candidates)
     n_naive = min(naive_max, len(mix))
-    echo(f"bench: {len(mix)} candidates, {steps} steps, device {dev}; reference evaluator on {n_naive} of them")
+    echo(f"bench ({setting}): {len(mix)} candidates x {w.networks} networks, {w.cfg.steps} steps, device {dev}; "
+         f"reference evaluator on {n_naive} of them, {repeat} run(s)")
     acts = [compile_expr(e, g) for _, e in mix[:n_naive]]
-    dev_task = replace(task, x_train=task.x_train.to(dev), y_train=task.y_train.to(dev),
-                       x_ood=task.x_ood.to(dev), y_ood=task.y_ood.to(dev))
-    _sync(dev)
-    t0 = time.perf_counter()
-    for i, act in enumerate(acts):
-        train_reference(act, dev_task, 0, cfg)
-        echo(f"  reference {i + 1}/{n_naive}")
-    _sync(dev)
-    naive = time.perf_counter() - t0
+    dev_tasks = [replace(t, x_train=t.x_train.to(dev), y_train=t.y_train.to(dev), x_ood=t.x_ood.to(dev),
+                         y_ood=t.y_ood.to(dev)) for t in w.tasks]
     programs = [lower(e, g) for _, e in mix]
-    train_batched(programs[: min(4, len(programs))], [task], [0], replace(cfg, steps=2), dev, kernel)  # warm-up
-    _sync(dev)
-    t0 = time.perf_counter()
-    train_batched(programs, [task], [0], cfg, dev, kernel)
-    _sync(dev)
-    batched = time.perf_counter() - t0
-    naive_rate, batched_rate = n_naive / naive, len(mix) / batched
-    return BenchResult(str(dev), len(mix), steps, n_naive, naive, batched, naive_rate, batched_rate,
-                       batched_rate / naive_rate)
+    warm = replace(w.cfg, steps=2)  # first calls pay one-time costs (allocator, autograd, thread pools)
+    train_reference(acts[0], dev_tasks[0], w.seeds[0], warm)
+    train_batched(programs[: min(4, len(programs))], w.tasks, w.seeds, warm, dev, kernel)
+    naive, batched, peaks = [], [], []
+    threads = torch.get_num_threads()
+    ref_threads = naive_threads or threads
+    for run in range(repeat):
+        _sync(dev)
+        torch.set_num_threads(ref_threads)
+        t0 = time.perf_counter()
+        try:
+            for i, act in enumerate(acts):
+                for task in dev_tasks:
+                    for seed in w.seeds:
+                        train_reference(act, task, seed, w.cfg)
+                echo(f"  run {run + 1}: reference {i + 1}/{n_naive}")
+            _sync(dev)
+        finally:
+            torch.set_num_threads(threads)
+        naive.append(time.perf_counter() - t0)
+        with peak_memory(dev) as peak:
+            t0 = time.perf_counter()
+            train_batched(programs, w.tasks, w.seeds, w.cfg, dev, kernel)
+            _sync(dev)
+            batched.append(time.perf_counter() - t0)
+        peaks.append(peak.bytes)
+        echo(f"  run {run + 1}: batched {batched[-1]:.2f} s")
+    nets = w.networks
+    speedups = tuple((len(mix) / b) / (n_naive / n) for n, b in zip(naive, batched, strict=True))
+    naive_s, batched_s = statistics.median(naive), statistics.median(batched)
+    known = [p for p in peaks if p is not None]
+    return BenchResult(
+        str(dev), len(mix), w.cfg.steps, n_naive, naive_s, batched_s, n_naive * nets / naive_s,
+        len(mix) * nets / batched_s, statistics.median(speedups), setting, nets, repeat, speedups,
+        max(known) // len(mix) if known else None,
+        bytes_per_candidate(w.tasks, len(w.seeds), w.cfg, max(p.n_regs for p in programs)), ref_threads)
 
 
 def _sync(dev: torch.device) -> None:

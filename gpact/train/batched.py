@@ -27,10 +27,12 @@ with the number of groups.
 
 from __future__ import annotations
 
-import math
+import functools
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import sympy as sp
@@ -128,7 +130,65 @@ def _data(nets: list[Net], n_cand: int, d_in: int, split: str, device: torch.dev
     return x.to(device, dtype), y.to(device, dtype)
 
 
-def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand: int, deriv: bool):
+class PhaseClock:
+    """Seconds spent per phase of the training step (`gpact bench --roofline`), summed over steps.
+
+    Each phase is bracketed by a device synchronisation, so timing costs speed: the trainer is only
+    given a clock when a breakdown is asked for, and then runs without candidate threads.
+    """
+
+    PHASES = ("matmul", "activation", "loss", "backward", "adam", "other")
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self.steps = 0
+        self._t = 0.0
+
+    def start(self) -> None:
+        """Begin a phase (the time since the last `lap` or `start` is not counted)."""
+        _sync(self.device)
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """End `phase`: the time since the last lap (or start) is its."""
+        _sync(self.device)
+        now = time.perf_counter()
+        self.seconds[phase] += now - self._t
+        self._t = now
+
+
+class _NoClock:
+    """The clock of a normal training: does nothing, reads nothing back from the device."""
+
+    def start(self) -> None:
+        pass
+
+    def lap(self, phase: str) -> None:
+        pass
+
+
+_NO_CLOCK = _NoClock()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _affine(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h @ w + b per network, [P, N, fo]. One input: an outer product, elementwise (one rounding per
+    product, as the reference's mm). One output: computed as w^T h^T, a row times a matrix, which the BLAS
+    does twice as fast as the matrix-vector product h @ w (the order of the sum is the BLAS's either way)."""
+    if w.shape[2] == 1:
+        return torch.baddbmm(b, w.transpose(1, 2), h.transpose(1, 2)).transpose(1, 2)
+    if w.shape[1] == 1:
+        return torch.addcmul(b, h, w)
+    return torch.baddbmm(b, h, w)
+
+
+def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand: int, deriv: bool,
+             clock: PhaseClock | _NoClock = _NO_CLOCK):
     """Per stack: network outputs [P, N, 1], per hidden layer (its input, act' at its pre-activation), and
     the last hidden output. Stacks (of different widths, depths, sizes) go through layer i together: one
     activation call for all their hidden layers i, on each candidate's pre-activations side by side."""
@@ -139,8 +199,8 @@ def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand
         hidden = []
         for g, stack in enumerate(stacks):
             if i < len(stack.layers):
-                w, b = stack.layers[i]
-                z = torch.baddbmm(b, hs[g], w)
+                z = _affine(hs[g], *stack.layers[i])
+                clock.lap("matmul")
                 if i == len(stack.layers) - 1:
                     outs[g], lasts[g] = z, hs[g]
                 else:
@@ -149,56 +209,65 @@ def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand
             continue
         flat = [z.view(n_cand, -1) for _, z in hidden]
         a, d = act(flat[0] if len(flat) == 1 else torch.cat(flat, 1), deriv)
+        clock.lap("activation")
         off = 0
         for (g, z), f in zip(hidden, flat, strict=True):
             cols = slice(off, off + f.shape[1])
             off += f.shape[1]
             saved[g].append((hs[g], None if d is None else d[:, cols].reshape(z.shape)))
             hs[g] = a[:, cols].reshape(z.shape)
+        clock.lap("other")
     return outs, saved, lasts
 
 
-def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor) -> None:
+def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor,
+              clock: PhaseClock | _NoClock = _NO_CLOCK) -> None:
     """Gradients of mean((out - y)^2) per network, written into `grads`."""
     g = err * (2.0 / err.shape[1])
     w_last, _ = stack.layers[-1]
     gw, gb = grads.layers[-1]
-    torch.bmm(h_last.transpose(1, 2), g, out=gw)
     torch.sum(g, 1, keepdim=True, out=gb)
-    gh = torch.bmm(g, w_last.transpose(1, 2))
+    clock.lap("backward")
+    torch.bmm(g.transpose(1, 2), h_last, out=gw.view(gw.shape[0], 1, gw.shape[1]))  # (h^T g)^T: see _affine
+    gh = g * w_last.transpose(1, 2)  # an outer product: the bmm's numbers, elementwise
+    clock.lap("matmul")
     for i in range(len(saved) - 1, -1, -1):
         h_in, slope = saved[i]
         gz = gh * slope
         gw, gb = grads.layers[i]
-        torch.bmm(h_in.transpose(1, 2), gz, out=gw)
         torch.sum(gz, 1, keepdim=True, out=gb)
+        clock.lap("backward")
+        torch.bmm(h_in.transpose(1, 2), gz, out=gw)
         if i:
             gh = torch.bmm(gz, stack.layers[i][0].transpose(1, 2))
+        clock.lap("matmul")
 
 
 class _Adam:
     """torch.optim.Adam's update (defaults betas 0.9, 0.999, eps 1e-8), on a whole flat buffer at once.
 
     `lr` is one rate, or a rate per parameter (per network, see `_per_param`); a parameter whose rate is 0
-    does not move, even where its gradient is not finite.
+    does not move, even where its gradient is not finite. The step count and the bias corrections live on
+    the device (float64, as torch.optim.Adam's Python floats), so a step reads nothing back to the host.
     """
 
     def __init__(self, params: torch.Tensor, lr: float | torch.Tensor, betas=(0.9, 0.999), eps: float = 1e-8):
         self.p, self.lr, self.betas, self.eps = params, lr, betas, eps
         self.m, self.v = torch.zeros_like(params), torch.zeros_like(params)
-        self.t = 0
+        self.t = torch.zeros((), dtype=torch.float64, device=params.device)
 
     def step(self, grad: torch.Tensor) -> None:
         b1, b2 = self.betas
-        self.t += 1
+        self.t.add_(1)
         self.m.lerp_(grad, 1 - b1)
         self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        step_size = self.lr / (1 - b1**self.t)
-        denom = (self.v.sqrt() / math.sqrt(1 - b2**self.t)).add_(self.eps)
-        if isinstance(step_size, torch.Tensor):
+        correction1 = 1 - torch.pow(b1, self.t)
+        denom = (self.v.sqrt() / torch.sqrt(1 - torch.pow(b2, self.t)).to(self.p.dtype)).add_(self.eps)
+        if isinstance(self.lr, torch.Tensor):
+            step_size = self.lr / correction1.to(self.p.dtype)
             self.p.sub_(torch.where(step_size > 0, self.m / denom * step_size, 0.0))
-        else:
-            self.p.addcdiv_(self.m, denom, value=-step_size)
+        else:  # p + (-lr / c1) * m / denom, rounded as addcdiv_(m, denom, value=-lr / c1) rounds it
+            self.p.addcdiv_(self.m * (-self.lr / correction1).to(self.p.dtype), denom)
 
 
 def _per_param(stack: _Stack, values: list[float], n_cand: int) -> torch.Tensor:
@@ -283,11 +352,16 @@ def _start(nets: list[Net], n_cand: int, device: torch.device) -> _Group:
 
 
 def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: str | torch.device = "cpu",
-                 kernel: str = "auto") -> list[list[list[TrainResult]]]:
+                 kernel: str = "auto", clock: PhaseClock | None = None) -> list[list[list[TrainResult]]]:
     """Train groups of nets (each as `train_nets` takes them) in lockstep; results[g][c][n].
 
     Each step, every group's hidden layer i goes through one activation call, so the call count follows
     the deepest group, not the number of groups. Groups must share the dtype.
+
+    On CPU the candidates are split into one contiguous part per torch thread, each part a training of its
+    own in a thread of its own, with torch's intra-op threads set to 1 meanwhile: the cores never wait at
+    a barrier inside a small op, and no operation mixes networks, so the split changes no number. A
+    `clock` (a per-phase breakdown) runs the step in one part.
     """
     device = torch.device(device)
     n_cand = len(programs)
@@ -295,6 +369,37 @@ def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: s
         return [[[] for _ in programs] for _ in groups]
     if len({n.cfg.dtype for nets in groups for n in nets}) != 1:
         raise ConfigError("train_groups needs networks of one dtype")
+    if device.type != "cpu":
+        return _train(programs, groups, device, kernel, clock or _NO_CLOCK)
+    forced = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
+    # the Triton kernel (on CPU only under TRITON_INTERPRET=1) runs from one thread: its interpreter is not
+    # thread-safe
+    n_parts = 1 if clock is not None or forced == "triton" else min(torch.get_num_threads(), n_cand)
+    bounds = [n_cand * i // n_parts for i in range(n_parts + 1)]
+    parts = [list(programs[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    done = map_parts(lambda part: _train(part, groups, device, kernel, clock or _NO_CLOCK), parts)
+    return [[res for part in done for res in part[g]] for g in range(len(groups))]
+
+
+def map_parts(fn: Callable, parts: list) -> list:
+    """[fn(part) for part in parts], one thread per part, torch's intra-op threads set to 1 meanwhile: the CPU
+    trainer's parallelism (also how `gpact bench --roofline` measures the peaks it is compared with)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [fn(parts[0])] if len(parts) == 1 else list(_pool(len(parts)).map(fn, parts))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@functools.cache
+def _pool(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(n, thread_name_prefix="gpact-train")
+
+
+def _train(programs: Sequence[Program], groups: list[list[Net]], device: torch.device, kernel: str,
+           clock: PhaseClock | _NoClock) -> list[list[list[TrainResult]]]:
+    n_cand = len(programs)
     state = [_start(nets, n_cand, device) for nets in groups]
     dtype = state[0].cfg.torch_dtype
     act = make_interpreter(programs, device, dtype, kernel)
@@ -306,14 +411,11 @@ def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: s
             for g in live:
                 if step in {n.cfg.steps for n in g.nets}:
                     g.adam.lr = _rates(g.stack, g.nets, n_cand, step)
-            outs, saved, lasts = _forward([g.stack for g in live], [g.x for g in live], act, n_cand, deriv=True)
-            for g, out, sv, h_last in zip(live, outs, saved, lasts, strict=True):
-                err = out - g.y
-                _check(err.square().mean((1, 2)), g.failed, g.cfg.clip_loss)
-                _backward(g.stack, g.grads, err, sv, h_last)
-                g.adam.step(g.grads.flat)
-                if step % 64 == 63 and bool((g.failed != 0).all()):
-                    g.steps = 0  # everything diverged: nothing left to learn
+            _step(live, act, n_cand, clock)
+            if device.type == "cpu" and step % 64 == 63:  # host memory: reading it back is no device sync
+                for g in live:
+                    if bool((g.failed != 0).all()):
+                        g.steps = 0  # everything diverged: nothing left to learn
         for g in state:
             finite = torch.stack([torch.isfinite(t).flatten(1).all(1) for layer in g.stack.layers for t in layer])
             _record(g.failed, torch.where(finite.all(0), 0, _NONFINITE))
@@ -327,6 +429,22 @@ def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: s
             _check(id_loss, g.failed, g.cfg.clip_loss)
             _record(g.failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
     return [_results(g, i, o, n_cand) for g, i, o in zip(state, id_losses, ood_losses, strict=True)]
+
+
+def _step(live: list[_Group], act: Callable, n_cand: int, clock: PhaseClock | _NoClock) -> None:
+    """One Adam step of every live group. Reads nothing back to the host (tests/test_batched.py checks it
+    on fake tensors, where any such read raises), so on a GPU it never waits for the device."""
+    clock.start()
+    outs, saved, lasts = _forward([g.stack for g in live], [g.x for g in live], act, n_cand, True, clock)
+    for g, out, sv, h_last in zip(live, outs, saved, lasts, strict=True):
+        err = out - g.y
+        _check(err.square().mean((1, 2)), g.failed, g.cfg.clip_loss)
+        clock.lap("loss")
+        _backward(g.stack, g.grads, err, sv, h_last, clock)
+        g.adam.step(g.grads.flat)
+        clock.lap("adam")
+    if isinstance(clock, PhaseClock):
+        clock.steps += 1
 
 
 def _results(g: _Group, id_loss: torch.Tensor, ood_loss: torch.Tensor, n_cand: int) -> list[list[TrainResult]]:
@@ -357,13 +475,37 @@ def bytes_per_candidate(tasks: list[Task], n_seeds: int, cfg: TrainConfig, n_reg
 
 
 def memory_budget(device: torch.device) -> int:
-    """Bytes the batched evaluator may use: GPACT_MEMORY_BYTES, else half of free GPU memory or 2 GiB on CPU."""
+    """Bytes the batched evaluator may use: GPACT_MEMORY_BYTES, else half of the free GPU memory on CUDA, or
+    on CPU half of the available RAM, at most CPU_BUDGET (bigger chunks gain nothing on a CPU)."""
     if os.environ.get("GPACT_MEMORY_BYTES"):
         return int(float(os.environ["GPACT_MEMORY_BYTES"]))
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free // 2
-    return 2 << 30
+    available = available_ram()
+    return CPU_BUDGET if available is None else max(1, min(CPU_BUDGET, available // 2))
+
+
+CPU_BUDGET = 2 << 30
+
+
+def available_ram() -> int | None:
+    """Bytes of RAM this process can still take without swapping, or None where unknown: Linux MemAvailable,
+    capped by the container's cgroup limit (cgroup v2 memory.max less memory.current) when there is one."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f_max, open("/sys/fs/cgroup/memory.current") as f_cur:
+            limit = f_max.read().strip()
+            if limit != "max":
+                found.append(max(0, int(limit) - int(f_cur.read())))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def chunk_candidates(tasks: list[Task], n_seeds: int, cfg: TrainConfig = DEFAULT_CONFIG,
@@ -449,5 +591,5 @@ def evaluate_batched(exprs: Sequence[sp.Expr], grammar: Grammar | None, tasks: l
 
 __all__ = [
     "train_batched", "train_nets", "train_groups", "Net", "evaluate_batched", "chunk_candidates", "bytes_per_candidate",
-    "memory_budget", "resolve_device",
+    "memory_budget", "resolve_device", "PhaseClock", "map_parts",
 ]  # fmt: skip

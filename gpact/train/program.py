@@ -314,11 +314,14 @@ def _allocate(nodes: list[_Node], order: list[int], root: int, max_regs: int) ->
 
 
 def lower_all(exprs, grammar: Grammar | None) -> list[Program | ProgramError]:
-    """Lower each formula; a formula that cannot be lowered gives its ProgramError in its place."""
-    out: list[Program | ProgramError] = []
+    """Lower each formula; a formula that cannot be lowered gives its ProgramError in its place.
+
+    A formula met again is lowered once (lowering costs milliseconds; a population can repeat formulas)."""
+    done: dict[sp.Expr, Program | ProgramError] = {}
     for e in exprs:
-        try:
-            out.append(lower(e, grammar))
-        except ProgramError as exc:
-            out.append(exc)
-    return out
+        if e not in done:
+            try:
+                done[e] = lower(e, grammar)
+            except ProgramError as exc:
+                done[e] = exc
+    return [done[e] for e in exprs]
