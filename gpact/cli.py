@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gpact.config import OBJECTIVES, STRATEGIES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
+from gpact.config import (
+    MIXTURES,
+    OBJECTIVES,
+    SPLITS,
+    STRATEGIES,
+    GradientConfig,
+    LLMConfig,
+    ProtocolDist,
+    RunConfig,
+    TrainConfig,
+)
 from gpact.errors import GpactError
 
 if TYPE_CHECKING:
@@ -61,7 +71,8 @@ def main() -> None:
 @click.option("--generations", type=int, default=RunConfig.generations, show_default=True,
               help="Generations after the initial population (on --resume: the new total).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=RunConfig.strategy, show_default=True,
-              help="How the next candidates are chosen: gp (NSGA-II over trees).")
+              help="How the next candidates are chosen: gp (NSGA-II over trees); gradient (GrafS supernets over the "
+                   "grammar's template, e.g. --grammar grafs: README 'Gradient strategy').")
 @click.option("--time-limit", default="0", show_default=True,
               help="Stop at the first generation boundary after this wall time (90s, 30m, 2h); 0: none.")
 @click.option("--max-evals", type=int, default=RunConfig.max_evals, show_default=True,
@@ -129,10 +140,21 @@ def main() -> None:
               "local Ray].")
 @click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
+@click.option("--restarts", type=int, default=GradientConfig.restarts, show_default=True,
+              help="Gradient strategy: supernets per generation, trained as one batch.")
+@click.option("--search-steps", type=int, default=GradientConfig.search_steps, show_default=True,
+              help="Gradient strategy: alternating architecture/weight step pairs per supernet.")
+@click.option("--warm-steps", type=int, default=GradientConfig.warm_steps, show_default=True,
+              help="Gradient strategy: weight steps with the base activation first.")
+@click.option("--mixture", type=click.Choice(list(MIXTURES)), default=GradientConfig.mixture, show_default=True,
+              help="Gradient strategy: dirichlet (DrNAS) or softmax (DARTS) slot mixtures.")
+@click.option("--split", type=click.Choice(list(SPLITS)), default=GradientConfig.split, show_default=True,
+              help="Gradient strategy: nested (alpha on the outer band of the training box) or random.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
-        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr):
+        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, restarts, search_steps, warm_steps,
+        mixture, split):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -156,7 +178,9 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
-                    strategy=strategy)
+                    strategy=strategy,
+                    gradient=GradientConfig(restarts=restarts, search_steps=search_steps, warm_steps=warm_steps,
+                                            mixture=mixture, split=split))
     cfg = dataclasses.replace(cfg, protocol=dist)
     _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
     from gpact.run.runner import run as run_search
@@ -184,6 +208,7 @@ def _training(choice: str, **pins) -> tuple[TrainConfig, ProtocolDist]:
 # `gpact run` options whose config key differs from the option name; the rest map one to one.
 _CONFIG_KEYS = {"steps": "train.steps", "width": "train.width", "depth": "train.depth", "lr": "train.lr",
                 "out_dir": "out_dir",
+                **{k: f"gradient.{k}" for k in ("restarts", "search_steps", "warm_steps", "mixture", "split")},
                 **{f"llm_{k}": f"llm.{k}" for k in ("base_url", "model", "api_key_env", "rate", "mutation_rate",
                                                      "max_calls", "timeout")}}
 

@@ -49,6 +49,7 @@ class CellMixture(torch.nn.Module):
             self.beta[name] = torch.nn.Parameter(torch.full((restarts, k, width), template.constant,
                                                             device=device, dtype=dtype))
             self.alive[name] = torch.ones(restarts, k, dtype=torch.bool, device=device)
+        self._unbounded = self._find_unbounded() if clamp else {}
 
     # -- mixture weights --------------------------------------------------------------------------------------
 
@@ -87,18 +88,35 @@ class CellMixture(torch.nn.Module):
         return self._mix(p.name, vals, z, w[p.name])
 
     def _mix(self, name: str, vals: tuple, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Sum over the alternatives alive in any restart of weight x output (each restart its own weights)."""
+        """Sum over the alternatives alive in any restart of weight x output (each restart its own weights):
+        outputs stacked, one multiply and one sum, so the cost is a few kernels over the alternatives' own."""
         slot, shape = self.template.slots[name], (self.restarts,) + (1,) * (z.dim() - 1)
         live = self.alive[name].any(dim=0).nonzero().flatten().tolist()
-        beta = self.beta[name]
-        out = None
+        beta, full = self.beta[name], torch.broadcast_shapes(z.shape, *(v.shape for v in vals))
+        outs = []
         for k in live:
             consts = {c: beta[:, k, j].view(shape) for j, c in enumerate(slot.const_names[k])}
             v = self._eval(slot.patterns[k], vals, consts, z, {})
-            if self.clamp:
+            if self.clamp and self._unbounded[name][k]:
                 v = v.clamp(-self.clamp, self.clamp)
-            term = w[:, k].view(shape) * v
-            out = term if out is None else out + term
+            outs.append(v.expand(full))
+        weights = w[:, live].T.reshape((len(live),) + shape)
+        return (torch.stack(outs) * weights).sum(0)
+
+    def _find_unbounded(self) -> dict[str, list[bool]]:
+        """Per slot, the alternatives whose output can leave +-clamp (probed on inputs up to +-1e3 with the
+        constants at their start): only those are clamped, as GrafS clamps its unbounded ops."""
+        probe = torch.linspace(-1e3, 1e3, 2001, dtype=torch.float64)
+        out = {}
+        for name, slot in self.template.slots.items():
+            args = (probe, probe.roll(7), probe.roll(13))
+            flags = []
+            for k, p in enumerate(slot.patterns):
+                consts = {c: torch.tensor(self.template.constant, dtype=torch.float64) for c in slot.const_names[k]}
+                with torch.no_grad():
+                    v = self._eval(p, args[: max(1, slot.arity)], consts, probe, {})
+                flags.append(bool(not torch.isfinite(v).all() or v.abs().max() > 1.01 * self.clamp))
+            out[name] = flags
         return out
 
     # -- shrinking and discretising ------------------------------------------------------------------------
