@@ -55,10 +55,8 @@ def test_gradient_cells_join_the_front_with_their_origin_and_alphas_are_kept(ref
     assert (reference / "alphas.png").stat().st_size > 0
 
 
-def test_same_seed_same_run_and_another_seed_another_search(reference, tmp_path):
-    res = CliRunner().invoke(main, ["run", *TINY, "--out", str(tmp_path), "--run-id", "again"])
-    assert res.exit_code == 0, res.output
-    _same_front(tmp_path / "again", reference)
+def test_same_seed_same_search_and_another_seed_another():
+    """(A whole run with the same seed repeats byte for byte: the SIGKILL test below compares one with it.)"""
     cfg = RunConfig(gradient=GradientConfig(restarts=1, search_steps=3, warm_steps=1))
     tasks = make_suite("smoke", n_train=32, n_ood=8)
     grammar = load_grammar("grafs")
@@ -78,10 +76,9 @@ def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(refer
     assert _generation(run_dir) == 1  # generation 0 is checkpointed, 1 has trained its supernets
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    res = subprocess.run([sys.executable, "-m", "gpact", "run", "--resume", str(run_dir)], capture_output=True,
-                         text=True, env=ENV, timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "resumed at generation 1" in res.stdout
+    res = CliRunner().invoke(main, ["run", "--resume", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "resumed at generation 1" in res.output
     _same_front(run_dir, reference)
 
 
