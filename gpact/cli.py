@@ -461,13 +461,33 @@ def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, mar
 @click.option("--kernel", type=click.Choice(["auto", "loop", "torch", "triton"]), default="auto", show_default=True,
               help="Activation interpreter of the batched evaluator (auto: loop on CPU, triton on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def bench_cmd(device, candidates, steps, naive_max, kernel, as_json):
+@click.option("--gradient", is_flag=True, help="Instead: one restart of the gradient strategy (default tasks, "
+              "network and GradientConfig) against ordinary trainings of the same networks, in turns.")
+@click.option("--restarts", type=int, default=1, show_default=True, help="With --gradient: supernets per search.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="With --gradient: timed pairs.")
+def bench_cmd(device, candidates, steps, naive_max, kernel, as_json, gradient, restarts, repeats):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2)."""
     import json
 
     from gpact.errors import ConfigError
-    from gpact.report.bench import run_bench
+    from gpact.report.bench import run_bench, run_gradient_bench
+
+    if gradient:
+        if restarts < 1 or repeats < 1:
+            raise ConfigError("--restarts and --repeats must be >= 1")
+        g = run_gradient_bench(restarts, repeats, device, echo=lambda s: click.echo(s, err=True))
+        if as_json:
+            click.echo(json.dumps(g.to_dict()))
+            return
+        click.echo(f"device {g.device}, {g.tasks} tasks, {g.restarts} restart(s) stacked, warm {g.warm_steps} + "
+                   f"search {g.search_steps} steps; ordinary training: {g.steps} steps, width {g.width} "
+                   f"depth {g.depth}")
+        click.echo("search (s):            " + "  ".join(f"{v:.1f}" for v in g.search_seconds))
+        click.echo("ordinary training (s): " + "  ".join(f"{v:.2f}" for v in g.training_seconds))
+        click.echo(f"one restart = {g.median_ratio:.1f} ordinary trainings (median; "
+                   f"{min(g.ratios):.1f}-{max(g.ratios):.1f} over {len(g.ratios)} pairs)")
+        return
 
     if candidates < 1 or steps < 1 or naive_max < 1:
         raise ConfigError("--candidates, --steps and --naive-max must be >= 1")

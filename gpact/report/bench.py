@@ -125,3 +125,72 @@ def run_bench(candidates: int = 64, device: str = "auto", steps: int = BENCH_CON
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+@dataclass(frozen=True)
+class GradientBench:
+    """One restart of the gradient strategy against ordinary trainings of the same networks, timed in turns."""
+
+    device: str
+    tasks: int
+    restarts: int  # supernets per stacked search (the cost per restart is its time / restarts)
+    warm_steps: int
+    search_steps: int
+    width: int
+    depth: int
+    steps: int  # of an ordinary training
+    search_seconds: list[float]  # per repeat: the whole stacked search
+    training_seconds: list[float]  # per repeat: one ordinary training (gelu) of the same networks, one per task
+    ratios: list[float]  # per repeat: (search / restarts) / training
+
+    @property
+    def median_ratio(self) -> float:
+        return sorted(self.ratios)[len(self.ratios) // 2]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "median_ratio": self.median_ratio}
+
+
+def run_gradient_bench(restarts: int = 1, repeats: int = 3, device: str = "auto", grammar: str = "grafs",
+                       echo: Callable[[str], None] = lambda s: None) -> GradientBench:
+    """`gpact bench --gradient`: the default run's search tasks and training, the default GradientConfig.
+
+    An ordinary training is one function trained on every search task once (one seed), with the run's network
+    (width, depth, steps fixed at the defaults) by the normal evaluator: the networks a restart trains, with
+    a plain activation. Search and training alternate, so a load change on the machine hits both alike.
+    """
+    from gpact.config import GradientConfig, ProtocolDist, RunConfig
+    from gpact.expr.templates import run_templates
+    from gpact.train.evaluate import evaluate_population
+    from gpact.train.oneshot import search_cells
+    from gpact.train.partition import partition
+    from gpact.train.tasks import make_suite
+
+    dev = resolve_device(device)
+    cfg = RunConfig()
+    g = load_grammar(grammar)
+    template = run_templates(g)[0]
+    tasks = make_suite(partition(cfg.tasks, cfg.validation, cfg.test, cfg.seed).tasks["search"],
+                       n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
+    gc = replace(GradientConfig(), restarts=restarts)
+    gelu = analyse(formula_to_sympy("gelu(x)", g), g).expr
+
+    def ordinary() -> float:
+        _sync(dev)
+        t0 = time.perf_counter()
+        evaluate_population([gelu], g, tasks, [0], cfg.train, device=str(dev), protocol=ProtocolDist.fixed())
+        _sync(dev)
+        return time.perf_counter() - t0
+
+    echo(f"bench --gradient: {len(tasks)} tasks, {restarts} restart(s), warm {gc.warm_steps} + search "
+         f"{gc.search_steps} steps, network width {cfg.train.width} depth {cfg.train.depth}, device {dev}")
+    ordinary()  # warm-up
+    searches, trainings = [], []
+    for i in range(repeats):
+        trainings.append(ordinary())
+        searches.append(search_cells(template, g, tasks, gc, cfg.train, list(range(i * restarts, (i + 1) * restarts)),
+                                     dev).seconds)
+        echo(f"  repeat {i + 1}/{repeats}: search {searches[-1]:.1f} s, ordinary training {trainings[-1]:.2f} s")
+    ratios = [s / restarts / t for s, t in zip(searches, trainings, strict=True)]
+    return GradientBench(str(dev), len(tasks), restarts, gc.warm_steps, gc.search_steps, cfg.train.width,
+                         cfg.train.depth, cfg.train.steps, searches, trainings, ratios)
