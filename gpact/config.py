@@ -126,7 +126,7 @@ class GradientConfig:
 
     restarts: int = 4  # supernets per generation, trained as one stacked batch (each its own seed)
     warm_steps: int = 100  # weight steps with the base activation before the cell's mixtures train
-    search_steps: int = 300  # alternating (alpha/beta, weights) step pairs; shrinking ends by 80% of them
+    search_steps: int = 200  # alternating (alpha/beta, weights) step pairs; shrinking ends by 60% of them
     mixture: str = "dirichlet"  # dirichlet (DrNAS: ELU(alpha)+1, rsample) or softmax (DARTS)
     split: str = "nested"  # nested: weights on the inner part of the box, alpha on its outer band; random
     band: float = 0.25  # share of the training points alpha/beta train on (the outer band when nested)

@@ -6,7 +6,7 @@ share its cell (`CellMixture`), as in GrafS one cell is shared by every layer. T
 1. warm start: `warm_steps` weight steps with the base activation;
 2. `search_steps` alternating first-order bi-level steps: one Adam step (betas (0.5, 0.999)) on alpha and beta
    on the architecture split, then one on the weights on the weight split;
-3. progressive shrinking on a logarithmic schedule (dense early, sparse late, done by 80% of the steps):
+3. progressive shrinking on a logarithmic schedule (dense early, sparse late, done by 60% of the steps):
    drop, from the slot with the most alternatives left, each restart's alternative with the smallest alpha;
 4. the result per restart is the per-slot argmax at the best architecture-split score it reached.
 
@@ -54,10 +54,11 @@ def split_indices(x: torch.Tensor, band: float, kind: str, seed: int) -> tuple[t
 
 
 def drop_steps(total_drops: int, search_steps: int) -> list[int]:
-    """The search step after which each drop happens: log-spaced from 5% to 80% of the search."""
+    """The search step after which each drop happens: log-spaced from 2% to 60% of the search (most drops
+    early, when most of the cost is; the last 40% of the steps train the chosen cell's constants and weights)."""
     if total_drops == 0:
         return []
-    lo, hi = max(1.0, 0.05 * search_steps), max(1.0, 0.8 * search_steps)
+    lo, hi = max(1.0, 0.02 * search_steps), max(1.0, 0.6 * search_steps)
     if total_drops == 1:
         return [int(hi)]
     return [int(lo * (hi / lo) ** (i / (total_drops - 1))) for i in range(total_drops)]
