@@ -124,3 +124,10 @@ class _NoTraining:
         from gpact.train.fitness import Fitness
 
         return [Fitness(1.0, 1.0, {}, 0, "", {}) for _ in exprs]
+
+
+def test_a_grammar_without_one_run_template_is_refused_in_one_line_before_any_work(tmp_path):
+    res = CliRunner().invoke(main, ["run", "--strategy", "gradient", "--grammar", "minimal", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "gpact: " in res.output and "--strategy gradient needs a grammar" in res.output
+    assert not list(tmp_path.iterdir())

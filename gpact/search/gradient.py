@@ -21,7 +21,7 @@ from deap import gp
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
-from gpact.expr.templates import build, run_templates
+from gpact.expr.templates import Template, build, run_templates
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
 from gpact.search.accept import Acceptance
 from gpact.search.gp import creator
@@ -55,14 +55,19 @@ class GradientSearch:
         self.objective = objective
         self.pset = pset or make_pset(grammar)
         self.accept = accept or Acceptance(grammar, run_templates(grammar))
-        templates = self.accept.templates
-        if len(templates) != 1:
-            names = ", ".join(t.name for t in templates) or "none"
-            raise ConfigError(f"--strategy gradient needs a grammar whose run confines it to one template (grammar "
-                              f"'{grammar.name}' has {len(templates)}: {names}; try --grammar grafs)")
-        self.template = templates[0]
+        self.template = self.check(grammar)
         self.final = make_plan([t.spec.name for t in tasks], list(range(cfg.train_seeds)), cfg.race_start,
                                cfg.race_eta, cfg.seed).final  # the stage of a function trained on every network
+
+    @staticmethod
+    def check(grammar: Grammar) -> Template:
+        """The one template the run is confined to; a grammar without exactly one is refused before any work."""
+        templates = run_templates(grammar)
+        if len(templates) != 1:
+            names = ", ".join(t.name for t in templates) or "none"
+            raise ConfigError(f"--strategy gradient needs a grammar whose run is confined to one template (grammar "
+                              f"'{grammar.name}' has {len(templates)}: {names}); try --grammar grafs")
+        return templates[0]
 
     def individual(self, tree: gp.PrimitiveTree | str) -> creator.GpactIndividual:
         if isinstance(tree, str):
