@@ -483,9 +483,11 @@ def bench_cmd(device, candidates, steps, naive_max, kernel, as_json, gradient, r
         click.echo(f"device {g.device}, {g.tasks} tasks, {g.restarts} restart(s) stacked, warm {g.warm_steps} + "
                    f"search {g.search_steps} steps; ordinary training: {g.steps} steps, width {g.width} "
                    f"depth {g.depth}")
-        click.echo("search (s):            " + "  ".join(f"{v:.1f}" for v in g.search_seconds))
-        click.echo("ordinary training (s): " + "  ".join(f"{v:.2f}" for v in g.training_seconds))
-        click.echo(f"one restart = {g.median_ratio:.1f} ordinary trainings (median; "
+        click.echo("search, wall / CPU (s):            " + "  ".join(
+            f"{w:.1f}/{c:.1f}" for w, c in zip(g.search_seconds, g.search_cpu, strict=True)))
+        click.echo("ordinary training, wall / CPU (s): " + "  ".join(
+            f"{w:.2f}/{c:.2f}" for w, c in zip(g.training_seconds, g.training_cpu, strict=True)))
+        click.echo(f"one restart = {g.median_ratio:.1f} ordinary trainings in CPU time (median; "
                    f"{min(g.ratios):.1f}-{max(g.ratios):.1f} over {len(g.ratios)} pairs)")
         return
 
