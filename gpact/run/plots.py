@@ -82,7 +82,7 @@ def plot_alphas(path: Path, traces: list[dict], labels: dict[str, tuple[str, ...
     for ax, slot in zip(axes.flat, slots, strict=False):
         w = np.array([t["weights"][slot][0] for t in trace])  # [time, alternatives], restart 0
         names = labels.get(slot, ())
-        top = set(np.argsort(-w[-1])[:3].tolist())
+        top = set(np.argsort(-(2 * w[-1] + w.max(0)), kind="stable")[:3].tolist())  # the survivor, then runners-up
         for k in range(w.shape[1]):
             name = names[k] if k < len(names) else str(k)
             ax.plot(steps, w[:, k], lw=2 if k in top else 0.8, label=name if k in top else None,
