@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gpact.config import EVOLVE, OBJECTIVES, STRATEGIES, LLMConfig, ProtocolDist, RunConfig, TrainConfig
+from gpact.config import (
+    EVOLVE,
+    MIXTURES,
+    OBJECTIVES,
+    SPLITS,
+    STRATEGIES,
+    GradientConfig,
+    LLMConfig,
+    ProtocolDist,
+    RunConfig,
+    TrainConfig,
+)
 from gpact.errors import GpactError
 
 if TYPE_CHECKING:
@@ -61,7 +72,8 @@ def main() -> None:
 @click.option("--generations", type=int, default=RunConfig.generations, show_default=True,
               help="Generations after the initial population (on --resume: the new total).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=RunConfig.strategy, show_default=True,
-              help="How the next candidates are chosen: gp (NSGA-II over trees).")
+              help="How the next candidates are chosen: gp (NSGA-II over trees); gradient (GrafS supernets over the "
+                   "grammar's template, e.g. --grammar grafs: README 'Gradient strategy').")
 @click.option("--evolve", type=click.Choice(list(EVOLVE)), default=RunConfig.evolve, show_default=True,
               help="What a tree is: the activation, or its derivative (scored as its integral, f(0) = 0; trees "
                    "sympy cannot integrate in closed form in the time box are rejected, counted by reason).")
@@ -134,10 +146,21 @@ def main() -> None:
               "local Ray].")
 @click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
+@click.option("--restarts", type=int, default=GradientConfig.restarts, show_default=True,
+              help="Gradient strategy: supernets per generation, trained as one batch.")
+@click.option("--search-steps", type=int, default=GradientConfig.search_steps, show_default=True,
+              help="Gradient strategy: alternating architecture/weight step pairs per supernet.")
+@click.option("--warm-steps", type=int, default=GradientConfig.warm_steps, show_default=True,
+              help="Gradient strategy: weight steps with the base activation first.")
+@click.option("--mixture", type=click.Choice(list(MIXTURES)), default=GradientConfig.mixture, show_default=True,
+              help="Gradient strategy: dirichlet (DrNAS) or softmax (DARTS) slot mixtures.")
+@click.option("--split", type=click.Choice(list(SPLITS)), default=GradientConfig.split, show_default=True,
+              help="Gradient strategy: nested (alpha on the outer band of the training box) or random.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
-        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve, integrate_seconds):
+        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve, integrate_seconds, restarts,
+        search_steps, warm_steps, mixture, split):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -161,7 +184,9 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
-                    strategy=strategy, evolve=evolve, integrate_seconds=integrate_seconds)
+                    strategy=strategy, evolve=evolve, integrate_seconds=integrate_seconds,
+                    gradient=GradientConfig(restarts=restarts, search_steps=search_steps, warm_steps=warm_steps,
+                                            mixture=mixture, split=split))
     cfg = dataclasses.replace(cfg, protocol=dist)
     _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
     from gpact.run.runner import run as run_search
@@ -189,6 +214,7 @@ def _training(choice: str, **pins) -> tuple[TrainConfig, ProtocolDist]:
 # `gpact run` options whose config key differs from the option name; the rest map one to one.
 _CONFIG_KEYS = {"steps": "train.steps", "width": "train.width", "depth": "train.depth", "lr": "train.lr",
                 "out_dir": "out_dir",
+                **{k: f"gradient.{k}" for k in ("restarts", "search_steps", "warm_steps", "mixture", "split")},
                 **{f"llm_{k}": f"llm.{k}" for k in ("base_url", "model", "api_key_env", "rate", "mutation_rate",
                                                      "max_calls", "timeout")}}
 
@@ -497,7 +523,8 @@ def transfer_cmd(formulas, dataset, task, seeds, grammar, width, depth, steps, l
 @click.option("--kernel", type=click.Choice(["auto", "loop", "torch", "triton"]), default="auto", show_default=True,
               help="Activation interpreter of the batched evaluator (auto: loop on CPU, triton on CUDA).")
 @click.option("--repeat", type=int, default=1, show_default=True,
-              help="Runs in this one process; figures are medians, the JSON keeps every run's speed-up.")
+              help="Runs in this one process; figures are medians, the JSON keeps every run's speed-up (with "
+                   "--gradient: timed pairs).")
 @click.option("--naive-threads", type=int, default=None,
               help="torch threads for the reference evaluator's runs [default: torch's]; 1 shows how much a loaded "
                    "machine's waits at intra-op barriers inflate the speed-up.")
@@ -505,13 +532,36 @@ def transfer_cmd(formulas, dataset, task, seeds, grammar, width, depth, steps, l
               help="Instead: measured peaks, the evaluator as a fraction of them, the shared-GELU ceiling and "
                    "a per-phase breakdown of one step (no reference run).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, naive_threads, roofline, as_json):
+@click.option("--gradient", is_flag=True, help="Instead: one restart of the gradient strategy (default tasks, "
+              "network and GradientConfig) against ordinary trainings of the same networks, in turns.")
+@click.option("--restarts", type=int, default=1, show_default=True, help="With --gradient: supernets per search.")
+def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, naive_threads, roofline, as_json, gradient,
+              restarts):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2) or the search
     setting."""
     import json
 
     from gpact.errors import ConfigError
+    from gpact.report.bench import run_bench, run_gradient_bench
+
+    if gradient:
+        if restarts < 1 or repeat < 1:
+            raise ConfigError("--restarts and --repeat must be >= 1")
+        g = run_gradient_bench(restarts, repeat, device, echo=lambda s: click.echo(s, err=True))
+        if as_json:
+            click.echo(json.dumps(g.to_dict()))
+            return
+        click.echo(f"device {g.device}, {g.tasks} tasks, {g.restarts} restart(s) stacked, warm {g.warm_steps} + "
+                   f"search {g.search_steps} steps; ordinary training: {g.steps} steps, width {g.width} "
+                   f"depth {g.depth}")
+        click.echo("search, wall / CPU (s):            " + "  ".join(
+            f"{w:.1f}/{c:.1f}" for w, c in zip(g.search_seconds, g.search_cpu, strict=True)))
+        click.echo("ordinary training, wall / CPU (s): " + "  ".join(
+            f"{w:.2f}/{c:.2f}" for w, c in zip(g.training_seconds, g.training_cpu, strict=True)))
+        click.echo(f"one restart = {g.median_ratio:.1f} ordinary trainings in CPU time (median; "
+                   f"{min(g.ratios):.1f}-{max(g.ratios):.1f} over {len(g.ratios)} pairs)")
+        return
 
     if candidates < 1 or naive_max < 1 or repeat < 1 or any(v is not None and v < 1 for v in (steps, naive_threads)):
         raise ConfigError("--candidates, --steps, --naive-max, --naive-threads and --repeat must be >= 1")
@@ -522,7 +572,6 @@ def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, nai
         rr = run_roofline(candidates, device, steps, setting, kernel, repeat, echo=echo)
         click.echo(json.dumps(rr.to_dict()) if as_json else format_roofline(rr))
         return
-    from gpact.report.bench import run_bench
 
     r = run_bench(candidates, device, steps, naive_max, kernel=kernel, echo=echo, setting=setting, repeat=repeat,
                   naive_threads=naive_threads)

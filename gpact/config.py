@@ -15,7 +15,7 @@ BACKENDS = ("serial", "process", "ray")  # where candidates are trained (gpact.b
 TRAIN_DTYPES = ("float32", "float64")
 OBJECTIVES = ("tail", "geomean")  # gpact.train.objective.Objective
 EVOLVE = ("activation", "derivative")  # what a tree is: the activation, or its derivative (gpact.expr.integrate)
-STRATEGIES = ("gp",)  # the keys of gpact.search.strategy.STRATEGIES, named here so the CLI starts without torch
+STRATEGIES = ("gp", "gradient")  # gpact.search.strategy.STRATEGIES keys, named here so the CLI starts without torch
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,35 @@ class LLMConfig:
         return bool(self.wanted and self.base_url and self.model)
 
 
+MIXTURES = ("dirichlet", "softmax")  # gpact.train.supernet: DrNAS or DARTS slot mixtures
+SPLITS = ("nested", "random")  # gpact.train.oneshot: how the training box is split between weights and alpha
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    """The gradient strategy (gpact.search.gradient, GrafS): supernets trained by first-order bi-level steps."""
+
+    restarts: int = 4  # supernets per generation, trained as one stacked batch (each its own seed)
+    warm_steps: int = 100  # weight steps with the base activation before the cell's mixtures train
+    search_steps: int = 200  # alternating (alpha/beta, weights) step pairs; shrinking ends by 60% of them
+    mixture: str = "dirichlet"  # dirichlet (DrNAS: ELU(alpha)+1, rsample) or softmax (DARTS)
+    split: str = "nested"  # nested: weights on the inner part of the box, alpha on its outer band; random
+    band: float = 0.25  # share of the training points alpha/beta train on (the outer band when nested)
+    alpha_lr: float = 0.03  # Adam, betas (0.5, 0.999), on alpha and beta
+    clamp: float = 10.0  # op outputs clamped to +-clamp during search only; 0: none
+    base: str = "gelu"  # the warm-start activation: a unary primitive of the grammar
+
+    def __post_init__(self) -> None:
+        _check([
+            (self.restarts >= 1 and self.search_steps >= 1 and self.warm_steps >= 0,
+             "gradient restarts and search_steps must be >= 1, warm_steps >= 0"),
+            (self.mixture in MIXTURES, f"gradient mixture must be one of {', '.join(MIXTURES)}"),
+            (self.split in SPLITS, f"gradient split must be one of {', '.join(SPLITS)}"),
+            (0 < self.band < 1, "gradient band must be in (0, 1)"),
+            (self.alpha_lr > 0 and self.clamp >= 0, "gradient alpha_lr must be > 0 and clamp >= 0"),
+        ])
+
+
 @dataclass(frozen=True)
 class RunConfig:
     grammar: str = "grammars/full.yaml"
@@ -154,6 +183,7 @@ class RunConfig:
     protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
     evolve: str = "activation"  # or "derivative": trees are derivatives, scored as their integrals
     integrate_seconds: float = 5.0  # `evolve` derivative: sympy's time box per integral (gpact.expr.integrate)
+    gradient: GradientConfig = field(default_factory=GradientConfig)  # the gradient strategy's supernets
 
     def __post_init__(self) -> None:
         checks = [
@@ -196,6 +226,8 @@ class RunConfig:
             data["train"] = TrainConfig(**data["train"])
         if isinstance(data.get("llm"), dict):
             data["llm"] = LLMConfig(**data["llm"])
+        if isinstance(data.get("gradient"), dict):
+            data["gradient"] = GradientConfig(**data["gradient"])
         if "protocol" not in data:  # saved before protocols were drawn: it trained every network alike
             data["protocol"] = ProtocolDist.fixed()
         elif isinstance(data["protocol"], dict):

@@ -16,19 +16,23 @@ import torch
 
 from gpact.cli import main
 from gpact.search.gp import Search
+from gpact.search.gradient import GradientSearch
 
 torch.set_num_threads(1)  # the same arithmetic as the in-process runs it is compared with
 generation, marker, args = int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
-evaluate = Search.evaluate
 
 
-def paused_evaluate(self, individuals, state, progress=None):
-    if state.generation == generation:
-        (marker / "paused").write_text("paused")
-        while not (marker / "go").exists():
-            time.sleep(0.05)
-    return evaluate(self, individuals, state, progress)
+def paused(evaluate):
+    def paused_evaluate(self, individuals, state, progress=None):
+        if state.generation == generation:
+            (marker / "paused").write_text("paused")
+            while not (marker / "go").exists():
+                time.sleep(0.05)
+        return evaluate(self, individuals, state, progress)
+
+    return paused_evaluate
 
 
-Search.evaluate = paused_evaluate
+Search.evaluate = paused(Search.evaluate)
+GradientSearch.evaluate = paused(GradientSearch.evaluate)  # after its supernets trained, before any result
 main(args, prog_name="gpact")

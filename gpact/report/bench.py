@@ -193,3 +193,80 @@ def run_bench(candidates: int = 64, device: str = "auto", steps: int | None = No
 def _sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+
+
+@dataclass(frozen=True)
+class GradientBench:
+    """One restart of the gradient strategy against ordinary trainings of the same networks, timed in turns."""
+
+    device: str
+    tasks: int
+    restarts: int  # supernets per stacked search (the cost per restart is its time / restarts)
+    warm_steps: int
+    search_steps: int
+    width: int
+    depth: int
+    steps: int  # of an ordinary training
+    search_seconds: list[float]  # per repeat: the whole stacked search (wall)
+    training_seconds: list[float]  # per repeat: one ordinary training (gelu) of the same networks, one per task
+    search_cpu: list[float]  # the same in this process's CPU time, which other load on the machine barely moves
+    training_cpu: list[float]
+    ratios: list[float]  # per repeat: (search / restarts) / training, in CPU time
+
+    @property
+    def median_ratio(self) -> float:
+        return sorted(self.ratios)[len(self.ratios) // 2]
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "median_ratio": self.median_ratio}
+
+
+def run_gradient_bench(restarts: int = 1, repeats: int = 3, device: str = "auto", grammar: str = "grafs",
+                       echo: Callable[[str], None] = lambda s: None) -> GradientBench:
+    """`gpact bench --gradient`: the default run's search tasks and training, the default GradientConfig.
+
+    An ordinary training is one function trained on every search task once (one seed), with the run's network
+    (width, depth, steps fixed at the defaults) by the normal evaluator: the networks a restart trains, with
+    a plain activation. Search and training alternate, and the ratio is taken in this process's CPU time, so
+    other load on the machine moves it little (wall times are reported too).
+    """
+    from gpact.config import GradientConfig, ProtocolDist, RunConfig
+    from gpact.expr.templates import run_templates
+    from gpact.train.evaluate import evaluate_population
+    from gpact.train.oneshot import search_cells
+    from gpact.train.partition import partition
+    from gpact.train.tasks import make_suite
+
+    dev = resolve_device(device)
+    cfg = RunConfig()
+    g = load_grammar(grammar)
+    template = run_templates(g)[0]
+    tasks = make_suite(partition(cfg.tasks, cfg.validation, cfg.test, cfg.seed).tasks["search"],
+                       n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
+    gc = replace(GradientConfig(), restarts=restarts)
+    gelu = analyse(formula_to_sympy("gelu(x)", g), g).expr
+
+    def timed(fn) -> tuple[float, float]:
+        _sync(dev)
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        _sync(dev)
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    def ordinary() -> None:
+        evaluate_population([gelu], g, tasks, [0], cfg.train, device=str(dev), protocol=ProtocolDist.fixed())
+
+    echo(f"bench --gradient: {len(tasks)} tasks, {restarts} restart(s), warm {gc.warm_steps} + search "
+         f"{gc.search_steps} steps, network width {cfg.train.width} depth {cfg.train.depth}, device {dev}")
+    ordinary()  # warm-up
+    searches, trainings = [], []
+    for i in range(repeats):
+        seeds = list(range(i * restarts, (i + 1) * restarts))
+        trainings.append(timed(ordinary))
+        searches.append(timed(lambda seeds=seeds: search_cells(template, g, tasks, gc, cfg.train, seeds, dev)))
+        echo(f"  repeat {i + 1}/{repeats}: search {searches[-1][0]:.1f} s ({searches[-1][1]:.1f} s CPU), ordinary "
+             f"training {trainings[-1][0]:.2f} s ({trainings[-1][1]:.2f} s CPU)")
+    ratios = [s[1] / restarts / t[1] for s, t in zip(searches, trainings, strict=True)]
+    return GradientBench(str(dev), len(tasks), restarts, gc.warm_steps, gc.search_steps, cfg.train.width,
+                         cfg.train.depth, cfg.train.steps, [s[0] for s in searches], [t[0] for t in trainings],
+                         [s[1] for s in searches], [t[1] for t in trainings], ratios)

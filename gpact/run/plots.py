@@ -16,13 +16,14 @@ import numpy as np
 import torch
 
 from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.templates import run_templates
 from gpact.expr.trees import compile_expr, make_pset, parse_tree
 from gpact.run import checkpoint, rundir
 from gpact.run.front import read_front
 from gpact.search.records import tree_analysis
 from gpact.train import baselines
 
-PARETO_PNG, CURVES_PNG = "pareto.png", "curves.png"
+PARETO_PNG, CURVES_PNG, ALPHAS_PNG = "pareto.png", "curves.png", "alphas.png"
 X_RANGE = (-5.0, 5.0)
 MAX_CURVES = 6  # more lines than this are hard to tell apart
 REFERENCE_STYLE = {"gelu": ("black", "--"), "relu": ("dimgray", ":")}
@@ -49,7 +50,57 @@ def write_plots(run_dir: Path, only_missing: bool = False, grammar: Grammar | No
             for name in REFERENCE_STYLE]
     plot_curves(paths[1], members, refs, title + (f" (best {MAX_CURVES} of {len(rows)})" if len(rows) > MAX_CURVES
                                                   else ""))
+    traces = alpha_traces(run_dir)
+    if traces:
+        paths.append(run_dir / ALPHAS_PNG)
+        plot_alphas(paths[-1], traces, _slot_labels(grammar), title)
     return paths
+
+
+def alpha_traces(run_dir: Path) -> list[dict]:
+    """The gradient strategy's mixture-weight traces, one per generation, from generations.jsonl."""
+    path = Path(run_dir) / rundir.GENERATIONS
+    if not path.exists():
+        return []
+    return [{"generation": row.get("generation", 0), **row["alphas"]} for row in rundir.read_jsonl(path)
+            if isinstance(row.get("alphas"), dict) and row["alphas"].get("trace")]
+
+
+def _slot_labels(grammar: Grammar) -> dict[str, tuple[str, ...]]:
+    templates = run_templates(grammar)
+    return {n: s.labels for n, s in templates[0].slots.items()} if len(templates) == 1 else {}
+
+
+def plot_alphas(path: Path, traces: list[dict], labels: dict[str, tuple[str, ...]], title: str = "") -> None:
+    """Each slot's mixture weight per alternative over the search steps (first restart of the last generation);
+    the alternatives that end highest are named."""
+    plt = _pyplot()
+    trace = traces[-1]["trace"]
+    slots = list(trace[0]["weights"])
+    cols = min(3, len(slots))
+    rows_n = -(-len(slots) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), dpi=110, squeeze=False)
+    steps = [t["step"] for t in trace]
+    for ax, slot in zip(axes.flat, slots, strict=False):
+        w = np.array([t["weights"][slot][0] for t in trace])  # [time, alternatives], restart 0
+        names = labels.get(slot, ())
+        top = set(np.argsort(-(2 * w[-1] + w.max(0)), kind="stable")[:3].tolist())  # the survivor, then runners-up
+        for k in range(w.shape[1]):
+            name = names[k] if k < len(names) else str(k)
+            ax.plot(steps, w[:, k], lw=2 if k in top else 0.8, label=name if k in top else None,
+                    alpha=1 if k in top else 0.5)
+        ax.set_title(f"slot {slot}")
+        ax.set_xlabel("search step")
+        ax.set_ylabel("weight")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(slots):]:
+        ax.set_visible(False)
+    cells = traces[-1].get("cells") or ["?"]
+    fig.suptitle(f"{title}: mixture weights, generation {traces[-1]['generation']}, restart 0 -> {cells[0]}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -85,6 +85,8 @@ def _run(cfg: RunConfig | None, echo: Callable[[str], None], grammar: Grammar | 
         raise ConfigError("run needs a RunConfig, or a run folder to resume")
     grammar = grammar or load_grammar(cfg.grammar)
     strategy_cls = strategy_class(cfg.strategy)
+    if hasattr(strategy_cls, "check"):  # a strategy's own requirements of the grammar, before any folder or work
+        strategy_cls.check(grammar)
     backend = make_backend(cfg.backend, cfg.workers, cfg.ray_address, cfg.chunk_timeout, cfg.device, cfg.seed)
     backend.check(grammar)  # process/ray refuse a grammar their workers cannot rebuild, before any folder exists
     plan = partition(cfg.tasks, cfg.validation, cfg.test, cfg.seed)

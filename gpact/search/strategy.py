@@ -18,6 +18,7 @@ from gpact.errors import ConfigError
 from gpact.expr.grammar import Grammar
 from gpact.search.accept import Acceptance
 from gpact.search.gp import Search
+from gpact.search.gradient import GradientSearch
 from gpact.search.operators import Operator
 from gpact.search.records import GenerationStats, State
 from gpact.train.objective import Objective
@@ -42,7 +43,10 @@ class Strategy(Protocol):
         """The population from a checkpoint's members ({"tree", "fitness", "crowding_dist"}), exactly."""
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"gp": Search}  # NSGA-II over trees
+STRATEGIES: dict[str, type[Strategy]] = {
+    "gp": Search,  # NSGA-II over trees
+    "gradient": GradientSearch,  # GrafS: supernets over the run's template, shrunk to one op per slot
+}
 
 
 def strategy_class(name: str) -> type[Strategy]:
