@@ -306,9 +306,11 @@ def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, eval
 @click.option("--file", "-f", "formula_file", type=click.File(encoding="utf-8", errors="replace"), default=None,
               help="Read formulas from a file, one per line ('#' comments), e.g. from `gpact enumerate --out`.")
 @click.option("--grammar", "-g", default="full", show_default=True, help="Grammar the formulas are written in.")
+@click.option("--trainable-constants", is_flag=True,
+              help="Also score each formula with its constants trained per layer (p(c)), beside the fixed form.")
 @_score_options
-def eval_(formulas, formula_file, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
-          markdown, per_task):
+def eval_(formulas, formula_file, grammar, trainable_constants, tasks, seeds, width, depth, steps, lr, evaluator,
+          device, jobs, csv_path, markdown, per_task):
     """Score FORMULAS (or baseline names such as gmtu) on the task suite, against GELU, over seeds.
 
     Example: gpact eval "gelu(x) + 0.1*sin(x)" gmtu --seeds 5
@@ -318,6 +320,10 @@ def eval_(formulas, formula_file, grammar, tasks, seeds, width, depth, steps, lr
         items += [line.strip() for line in formula_file if line.strip() and not line.lstrip().startswith("#")]
     if not items:
         raise click.UsageError("give at least one formula (or --file)")
+    if trainable_constants:
+        from gpact.train.baselines import with_trainable
+
+        items = [item for text in items for item in with_trainable(text)]
     _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
                      markdown, per_task, sort=False)
 

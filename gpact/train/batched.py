@@ -148,6 +148,8 @@ def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand
         if not hidden:
             continue
         flat = [z.view(n_cand, -1) for _, z in hidden]
+        if hasattr(act, "at"):  # trainable constants (gpact.train.trainable): each layer has its own
+            act.at(i, [stacks[g] for g, _ in hidden], [f.shape[1] for f in flat])
         a, d = act(flat[0] if len(flat) == 1 else torch.cat(flat, 1), deriv)
         off = 0
         for (g, z), f in zip(hidden, flat, strict=True):
@@ -158,8 +160,10 @@ def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand
     return outs, saved, lasts
 
 
-def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor) -> None:
-    """Gradients of mean((out - y)^2) per network, written into `grads`."""
+def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor,
+              on_grad: Callable[[int, torch.Tensor], None] | None = None) -> None:
+    """Gradients of mean((out - y)^2) per network, written into `grads`; `on_grad(i, dL/d act_i)` per hidden
+    layer (the activation's own parameters, gpact.train.trainable)."""
     g = err * (2.0 / err.shape[1])
     w_last, _ = stack.layers[-1]
     gw, gb = grads.layers[-1]
@@ -168,6 +172,8 @@ def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: to
     gh = torch.bmm(g, w_last.transpose(1, 2))
     for i in range(len(saved) - 1, -1, -1):
         h_in, slope = saved[i]
+        if on_grad is not None:
+            on_grad(i, gh)
         gz = gh * slope
         gw, gb = grads.layers[i]
         torch.bmm(h_in.transpose(1, 2), gz, out=gw)
@@ -298,6 +304,9 @@ def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: s
     state = [_start(nets, n_cand, device) for nets in groups]
     dtype = state[0].cfg.torch_dtype
     act = make_interpreter(programs, device, dtype, kernel)
+    consts = act if hasattr(act, "start") else None  # trainable constants: per network and layer
+    if consts is not None:
+        consts.start([(g.stack, g.nets) for g in state], _Adam)
     with torch.no_grad():
         for step in range(max(g.steps for g in state)):
             live = [g for g in state if step < g.steps]
@@ -310,8 +319,10 @@ def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: s
             for g, out, sv, h_last in zip(live, outs, saved, lasts, strict=True):
                 err = out - g.y
                 _check(err.square().mean((1, 2)), g.failed, g.cfg.clip_loss)
-                _backward(g.stack, g.grads, err, sv, h_last)
+                _backward(g.stack, g.grads, err, sv, h_last, consts and consts.grad_hook(g.stack))
                 g.adam.step(g.grads.flat)
+                if consts is not None:
+                    consts.step(g.stack, step)
                 if step % 64 == 63 and bool((g.failed != 0).all()):
                     g.steps = 0  # everything diverged: nothing left to learn
         for g in state:
@@ -326,7 +337,8 @@ def train_groups(programs: Sequence[Program], groups: list[list[Net]], device: s
         for g, id_loss, ood_loss in zip(state, id_losses, ood_losses, strict=True):
             _check(id_loss, g.failed, g.cfg.clip_loss)
             _record(g.failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
-    return [_results(g, i, o, n_cand) for g, i, o in zip(state, id_losses, ood_losses, strict=True)]
+    results = [_results(g, i, o, n_cand) for g, i, o in zip(state, id_losses, ood_losses, strict=True)]
+    return results if consts is None else [consts.learned(g.stack, r) for g, r in zip(state, results, strict=True)]
 
 
 def _results(g: _Group, id_loss: torch.Tensor, ood_loss: torch.Tensor, n_cand: int) -> list[list[TrainResult]]:

@@ -198,6 +198,10 @@ def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: t
     kernel = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
     if kernel not in KERNELS:
         raise ConfigError(f"unknown kernel '{kernel}' (choose from {', '.join(KERNELS)})")
+    if any(p.params for p in programs):  # trainable constants: one interpreter with their tangents
+        from gpact.train.trainable import ParamInterpreter
+
+        return ParamInterpreter(programs, device, dtype)
     if kernel == "loop" or (kernel == "auto" and device.type == "cpu"):
         return LoopInterpreter(programs, device, dtype)
     if kernel == "torch":
