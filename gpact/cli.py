@@ -129,10 +129,13 @@ def main() -> None:
               "local Ray].")
 @click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
+@click.option("--trainable-constants", is_flag=True,
+              help="Ephemeral constants become trainable, p(c): each network learns them per layer; the score is "
+                   "after training them, and the front shows the learned values.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
-        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr):
+        workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, trainable_constants):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -156,7 +159,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
-                    strategy=strategy)
+                    strategy=strategy, trainable_constants=trainable_constants)
     cfg = dataclasses.replace(cfg, protocol=dist)
     _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
     from gpact.run.runner import run as run_search
@@ -231,9 +234,12 @@ def list_cmd(root):
 @click.option("--format", "fmt", type=click.Choice(["torch", "python", "sympy", "latex"]), default="torch",
               show_default=True, help="torch/python: a .py file with an nn.Module that imports only torch.")
 @click.option("--trainable", is_flag=True, help="torch/python: constants as trainable nn.Parameters.")
+@click.option("--constants", "start", type=click.Choice(["learned", "formula"]), default="learned",
+              show_default=True, help="Where trainable constants, p(c), start: the medians the run's networks "
+                                      "learned, or the formula's values c.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="File to write [default: RUN_DIR/export/rank<K>.py for torch/python; stdout otherwise].")
-def export_cmd(run_dir, rank, fmt, trainable, out_path):
+def export_cmd(run_dir, rank, fmt, trainable, start, out_path):
     """Export a front member of the run in RUN_DIR (its recommended function unless --rank is given) as torch
     module source, sympy or LaTeX."""
     from pathlib import Path
@@ -242,7 +248,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
     from gpact.run.rundir import write_text
 
     member = front_member(run_dir, rank)
-    text = export(member, fmt, trainable=trainable)
+    text = export(member, fmt, trainable=trainable, start=start)
     if out_path is None and fmt in ("sympy", "latex"):
         click.echo(text, nl=False)
         return

@@ -153,6 +153,7 @@ class RunConfig:
     race_start: int = 4  # networks per new function in racing's first stage
     max_networks: int = 0  # stop once the search has trained this many networks (its training budget); 0: none
     protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
+    trainable_constants: bool = False  # ephemeral constants are drawn as p(c), learned per network and layer
 
     def __post_init__(self) -> None:
         checks = [

@@ -169,3 +169,83 @@ def test_baselines_show_fixed_against_trainable():
         assert not trainables(_expr(BASELINES[name].formula))
     assert len(trainables(_expr(BASELINES["xiprelu_trainable"].formula))) == 2  # equal starts, told apart by a tag
     assert with_trainable("x**2 + 0.5*x") == ["x**2 + 0.5*x", ("x**2 + 0.5*x [trained]", "((x ** 2.0) + (p(0.5) * x))")]
+
+
+RUN = ["run", "--grammar", "minimal", "--population", "8", "--seed", "4", "--tasks", "smoke", "--train-seeds", "1",
+       "--race-eta", "1", "--steps", "5", "--width", "4", "--validation", "", "--test", "", "--trainable-constants",
+       "--evaluator", "batched", "--device", "cpu"]
+
+
+def test_run_with_trainable_constants_records_learned_values_and_resumes_to_the_same_front(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from gpact.cli import main
+
+    straight = CliRunner().invoke(main, [*RUN, "--generations", "2", "--out", str(tmp_path), "--run-id", "a"])
+    assert straight.exit_code == 0, straight.output
+    first = CliRunner().invoke(main, [*RUN, "--generations", "1", "--out", str(tmp_path), "--run-id", "b"])
+    assert first.exit_code == 0, first.output
+    resumed = CliRunner().invoke(main, ["run", "--resume", str(tmp_path / "b"), "--generations", "2"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (tmp_path / "a" / "pareto.csv").read_text() == (tmp_path / "b" / "pareto.csv").read_text()
+
+    records = [json.loads(line) for line in (tmp_path / "a" / "candidates.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "p(" in r["tree"] and r["constants"]]
+    assert trained, "the search drew trainable constants"
+    for r in trained:
+        for c in r["constants"]:  # per constant: start, pooled median, per layer median and spread over networks
+            assert c["layers"] and all(x["lo"] <= x["median"] <= x["hi"] and x["networks"] >= 1 for x in c["layers"])
+        assert r["learned"] and "p(" not in r["learned"]  # the formula at its learned medians
+    assert all("p(" not in r["tree"] or r["constants"] or r["ood_score"] >= 1e6 for r in records)
+    front = (tmp_path / "a" / "pareto.csv").read_text().splitlines()[1:]
+    assert any("p(" in line for line in front) and "learned constants (median)" in straight.output
+    _check_export(tmp_path / "a", {r["key"]: r for r in records})
+
+
+def _check_export(run_dir, records):
+    """`gpact export` and Activation.from_run: trainable constants are nn.Parameters per module instance, starting at
+    the learned medians or at the formula's values, as the user chooses."""
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from gpact.cli import main
+    from gpact.nn import Activation
+    from gpact.run.front import read_front
+
+    row = next(r for r in read_front(run_dir) if "p(" in r["tree"])
+    medians = [c["median"] for c in records[row["key"]]["constants"]]
+    starts = list(start_values(_expr(row["tree"], load_grammar("minimal"))))
+    for choice, want in (("learned", medians), ("formula", starts)):
+        path = run_dir / f"{choice}.py"
+        res = CliRunner().invoke(main, ["export", str(run_dir), "--rank", str(row["rank"]), "--constants", choice,
+                                        "--out", str(path)])
+        assert res.exit_code == 0, res.output
+        spec = importlib.util.spec_from_file_location(f"exported_{choice}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        one, two = module.Activation(), module.Activation()
+        got = [getattr(one, f"p{j}").item() for j in range(len(want))]
+        assert got == pytest.approx(want, rel=1e-6)
+        with torch.no_grad():
+            one.p0.add_(1.0)  # each module instance (each layer) has its own copy
+        assert two.p0.item() == pytest.approx(want[0], rel=1e-6)
+        act = Activation.from_run(run_dir, rank=row["rank"], start=choice)
+        assert [getattr(act, f"p{j}").item() for j in range(len(want))] == pytest.approx(want, rel=1e-6)
+        x = torch.linspace(-3, 3, 13)
+        torch.testing.assert_close(act(x), two(x))
+
+
+def test_nn_activation_makes_trainable_constants_parameters():
+    from gpact.nn import Activation
+
+    act, fixed = Activation("x*sigmoid(p(1.702)*x)"), Activation("x*sigmoid(1.702*x)")
+    assert [n for n, _ in act.named_parameters()] == ["p0"] and not list(fixed.parameters())
+    x = torch.linspace(-4, 4, 33)
+    torch.testing.assert_close(act(x), fixed(x))  # at its start value it is the fixed function
+    act(x).sum().backward()
+    assert act.p0.grad is not None and act.p0.grad.item() != 0.0
+    xielu = Activation("xielu_trainable")  # the published parameterisation, at a_p = a_n = 0.8
+    torch.testing.assert_close(xielu(x), Activation("xielu")(x), rtol=1e-6, atol=1e-6)

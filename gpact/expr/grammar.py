@@ -8,6 +8,7 @@ negatives and large inputs, so a bad primitive fails here with its name, not mid
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 import math
@@ -117,6 +118,13 @@ def _inexact_if_huge(value: sp.Expr) -> sp.Expr:
     if value.is_Rational and value.p.bit_length() + value.q.bit_length() > MAX_DIGITS * 10 // 3:
         return sp.Float(value)
     return value
+
+
+def with_trainable_constants(grammar: Grammar) -> Grammar:
+    """The grammar with its ephemeral constants drawn as trainable constants, p(c) (`--trainable-constants`)."""
+    if grammar.ephemeral is None:
+        raise GrammarError(f"{grammar.path}: grammar '{grammar.name}' has no ephemeral constants to make trainable")
+    return dataclasses.replace(grammar, ephemeral=dataclasses.replace(grammar.ephemeral, trainable=True))
 
 
 def resolve_path(path: str | Path) -> Path:

@@ -41,7 +41,8 @@ def to_torch(
     def run(*zs: torch.Tensor) -> torch.Tensor:
         if len(zs) != len(variables):
             raise TypeError(f"expected {len(variables)} tensors, got {len(zs)}")
-        return _t(closure(zs), zs[0]).expand_as(zs[0])
+        out = _t(closure(zs), zs[0])
+        return out if out.shape == zs[0].shape else out.expand_as(zs[0])  # a formula of constants alone
 
     return run
 
