@@ -249,3 +249,15 @@ def test_nn_activation_makes_trainable_constants_parameters():
     assert act.p0.grad is not None and act.p0.grad.item() != 0.0
     xielu = Activation("xielu_trainable")  # the published parameterisation, at a_p = a_n = 0.8
     torch.testing.assert_close(xielu(x), Activation("xielu")(x), rtol=1e-6, atol=1e-6)
+
+
+def test_trainable_constants_ship_to_workers_and_const_lr_is_checked():
+    from gpact.config import TrainConfig as TC
+    from gpact.errors import ConfigError
+    from gpact.expr.wire import ship, text_to_expr
+
+    expr = _expr("softplus(p(0.2034))*relu(x)**2 + softplus(p(0.2034, 1))*min(x, 0)**2 + 0.5*x")
+    text = ship(expr)
+    assert text is not None and text_to_expr(text) == expr  # workers rebuild the very same trainable formula
+    with pytest.raises(ConfigError, match="const_lr"):
+        TC(const_lr=-1.0)
