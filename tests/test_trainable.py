@@ -68,7 +68,7 @@ def test_spelling_survives_the_gate_canonical_form_fingerprint_and_printing():
 
 
 @pytest.mark.parametrize("text, match", [("p(x)", "takes one number"), ("p()", "takes one number"),
-                                         ("p(1, 2)", "takes one number")])
+                                         ("p(1, 2, 3)", "takes one number"), ("p(1, 0.5)", "tag")])
 def test_bad_spelling_is_a_one_line_error(text, match):
     with pytest.raises(FormulaError, match=match) as exc:
         formula_to_sympy(text, FULL)
