@@ -102,7 +102,7 @@ def test_derivatives_with_respect_to_each_constant_match_autograd_in_float64(tex
 
 
 SUITE = make_suite("default", n_train=32, n_ood=32)[:1]
-CFG64 = TrainConfig(width=4, depth=2, steps=12, lr=2e-2, dtype="float64")
+CFG64 = TrainConfig(width=4, depth=2, steps=8, lr=2e-2, dtype="float64")
 # Stated tolerance, float64: the same start, the same Adam arithmetic on the same gradients, summed in another
 # order (bmm and a hand-written backward against autograd): OOD scores and learned constants agree to 1e-9.
 RTOL64 = 1e-9
@@ -171,7 +171,7 @@ def test_baselines_show_fixed_against_trainable():
     assert with_trainable("x**2 + 0.5*x") == ["x**2 + 0.5*x", ("x**2 + 0.5*x [trained]", "((x ** 2.0) + (p(0.5) * x))")]
 
 
-RUN = ["run", "--grammar", "minimal", "--population", "8", "--seed", "4", "--tasks", "smoke", "--train-seeds", "1",
+RUN = ["run", "--grammar", "minimal", "--population", "4", "--seed", "3", "--tasks", "smoke", "--train-seeds", "1",
        "--race-eta", "1", "--steps", "5", "--width", "4", "--validation", "", "--test", "", "--trainable-constants",
        "--evaluator", "batched", "--device", "cpu"]
 
