@@ -42,7 +42,7 @@ def to_torch(
         if len(zs) != len(variables):
             raise TypeError(f"expected {len(variables)} tensors, got {len(zs)}")
         out = _t(closure(zs), zs[0])
-        return out if out.shape == zs[0].shape else out.expand_as(zs[0])  # a formula of constants alone
+        return out if out.dim() == zs[0].dim() else out.expand_as(zs[0])  # a formula of trainable constants alone
 
     return run
 
