@@ -156,11 +156,15 @@ def main() -> None:
               help="Gradient strategy: dirichlet (DrNAS) or softmax (DARTS) slot mixtures.")
 @click.option("--split", type=click.Choice(list(SPLITS)), default=GradientConfig.split, show_default=True,
               help="Gradient strategy: nested (alpha on the outer band of the training box) or random.")
+@click.option("--trainable-constants", is_flag=True,
+              help="Ephemeral constants become trainable, p(c): each network learns them per layer; the score is "
+                   "after training them, and the front shows the learned values.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
         workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve, integrate_seconds, restarts,
-        search_steps, warm_steps, mixture, split):
+        search_steps, warm_steps, mixture, split,
+        trainable_constants):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -186,7 +190,8 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     backend=backend, workers=workers, ray_address=ray_address, chunk_timeout=chunk_timeout,
                     strategy=strategy, evolve=evolve, integrate_seconds=integrate_seconds,
                     gradient=GradientConfig(restarts=restarts, search_steps=search_steps, warm_steps=warm_steps,
-                                            mixture=mixture, split=split))
+                                            mixture=mixture, split=split),
+                    trainable_constants=trainable_constants)
     cfg = dataclasses.replace(cfg, protocol=dist)
     _announce(check_population(cfg.mu), cfg.mu)  # before the runner's imports: a refusal is at once
     from gpact.run.runner import run as run_search
@@ -262,9 +267,12 @@ def list_cmd(root):
 @click.option("--format", "fmt", type=click.Choice(["torch", "python", "sympy", "latex"]), default="torch",
               show_default=True, help="torch/python: a .py file with an nn.Module that imports only torch.")
 @click.option("--trainable", is_flag=True, help="torch/python: constants as trainable nn.Parameters.")
+@click.option("--constants", "start", type=click.Choice(["learned", "formula"]), default="learned",
+              show_default=True, help="Where trainable constants, p(c), start: the medians the run's networks "
+                                      "learned, or the formula's values c.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="File to write [default: RUN_DIR/export/rank<K>.py for torch/python; stdout otherwise].")
-def export_cmd(run_dir, rank, fmt, trainable, out_path):
+def export_cmd(run_dir, rank, fmt, trainable, start, out_path):
     """Export a front member of the run in RUN_DIR (its recommended function unless --rank is given) as torch
     module source, sympy or LaTeX."""
     from pathlib import Path
@@ -273,7 +281,7 @@ def export_cmd(run_dir, rank, fmt, trainable, out_path):
     from gpact.run.rundir import write_text
 
     member = front_member(run_dir, rank)
-    text = export(member, fmt, trainable=trainable)
+    text = export(member, fmt, trainable=trainable, start=start)
     if out_path is None and fmt in ("sympy", "latex"):
         click.echo(text, nl=False)
         return
@@ -362,9 +370,11 @@ def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, eval
 @click.option("--file", "-f", "formula_file", type=click.File(encoding="utf-8", errors="replace"), default=None,
               help="Read formulas from a file, one per line ('#' comments), e.g. from `gpact enumerate --out`.")
 @click.option("--grammar", "-g", default="full", show_default=True, help="Grammar the formulas are written in.")
+@click.option("--trainable-constants", is_flag=True,
+              help="Also score each formula with its constants trained per layer (p(c)), beside the fixed form.")
 @_score_options
-def eval_(formulas, formula_file, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
-          markdown, per_task):
+def eval_(formulas, formula_file, grammar, trainable_constants, tasks, seeds, width, depth, steps, lr, evaluator,
+          device, jobs, csv_path, markdown, per_task):
     """Score FORMULAS (or baseline names such as gmtu) on the task suite, against GELU, over seeds.
 
     Example: gpact eval "gelu(x) + 0.1*sin(x)" gmtu --seeds 5
@@ -374,6 +384,10 @@ def eval_(formulas, formula_file, grammar, tasks, seeds, width, depth, steps, lr
         items += [line.strip() for line in formula_file if line.strip() and not line.lstrip().startswith("#")]
     if not items:
         raise click.UsageError("give at least one formula (or --file)")
+    if trainable_constants:
+        from gpact.train.baselines import with_trainable
+
+        items = [item for text in items for item in with_trainable(text)]
     _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
                      markdown, per_task, sort=False)
 

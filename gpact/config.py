@@ -28,13 +28,15 @@ class TrainConfig:
     lr: float = 1e-2  # full-batch Adam
     clip_loss: float = 1e6  # a training whose loss exceeds this (or is non-finite) has diverged
     dtype: str = "float32"  # or "float64": slower, for checking one evaluator against another
+    const_lr: float | None = None  # Adam's rate for trainable constants, p(0.8); None: the network's lr
 
     def __post_init__(self) -> None:
         if self.dtype not in TRAIN_DTYPES:
             raise ConfigError(f"train dtype must be one of {', '.join(TRAIN_DTYPES)}, got '{self.dtype}'")
         ints = (self.width, self.depth, self.steps)  # 0 would train nothing, or crash deep inside torch
         _check([(all(isinstance(v, int) and v >= 1 for v in ints), "width, depth and steps must be >= 1"),
-                (0 < self.lr < float("inf") and self.clip_loss > 0, "lr must be a positive number, clip_loss > 0")])
+                (0 < self.lr < float("inf") and self.clip_loss > 0, "lr must be a positive number, clip_loss > 0"),
+                (self.const_lr is None or 0 <= self.const_lr < float("inf"), "const_lr must be a number >= 0")])
 
     @property
     def torch_dtype(self):  # -> torch.dtype
@@ -184,6 +186,7 @@ class RunConfig:
     evolve: str = "activation"  # or "derivative": trees are derivatives, scored as their integrals
     integrate_seconds: float = 5.0  # `evolve` derivative: sympy's time box per integral (gpact.expr.integrate)
     gradient: GradientConfig = field(default_factory=GradientConfig)  # the gradient strategy's supernets
+    trainable_constants: bool = False  # ephemeral constants are drawn as p(c), learned per network and layer
 
     def __post_init__(self) -> None:
         checks = [

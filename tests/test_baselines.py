@@ -30,6 +30,9 @@ EXPECTED = {
     "sigmoid": torch.sigmoid,
     "relu2": lambda x: F.relu(x) ** 2,
     "xielu": _xielu,
+    "xielu_trainable": _xielu,  # at its start values: the published initial a_p = a_n = 0.8
+    "xiprelu": lambda x: torch.where(x > 0, 0.8 * x * x + 0.5 * x, 0.8 * x * x + 0.5 * x),
+    "xiprelu_trainable": lambda x: torch.where(x > 0, 0.8 * x * x + 0.5 * x, 0.8 * x * x + 0.5 * x),
     "gelu_sine": lambda x: F.gelu(x) + 0.1 * torch.sin(x),
     "gelu_sinc": lambda x: F.gelu(x) * (1 + 0.5 * torch.sin(math.pi * x) / (math.pi * x)),
     "gmtu": lambda x: torch.tanh(1.5 * x) * torch.exp(-0.2 * x * x) + 0.1 * x,

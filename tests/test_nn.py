@@ -49,15 +49,16 @@ def test_every_baseline_matches_the_evaluator_in_float64(name, tmp_path):
     assert act.formula == an.formula
     value, slope = _value_and_slope(act, X64)
     v, d = run_programs([lower(an.expr, grammar)], X64)
-    torch.testing.assert_close(value, v[0], rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(slope, d[0], rtol=1e-9, atol=1e-9)
+    tol = 1e-6 if an.key.startswith("t") else 1e-12  # trainable constants are float32 nn.Parameters
+    torch.testing.assert_close(value, v[0], rtol=tol, atol=tol)
+    torch.testing.assert_close(slope, d[0], rtol=max(tol, 1e-9), atol=max(tol, 1e-9))
     namespace: dict = {}  # the export module: a second derivation of torch from the same tree
     source = torch_source(Member(1, an.formula, an.expr, None, None, None, grammar, tmp_path))
     exec(compile(source, str(tmp_path / "act.py"), "exec"), namespace)  # noqa: S102 - our own generated file
     exported_value, exported_slope = _value_and_slope(namespace["Activation"](), X64)
-    torch.testing.assert_close(value, exported_value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(value, exported_value, rtol=tol, atol=tol)
     away = X64 != 0  # at a kink, export's torch.clamp takes one side where the evaluator splits ties evenly
-    torch.testing.assert_close(slope[away], exported_slope[away], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(slope[away], exported_slope[away], rtol=tol, atol=tol)
     trainable = Activation(name, trainable=True).double()  # its parameters were made in float32, then widened
     torch.testing.assert_close(trainable(X64), value, rtol=1e-6, atol=1e-6)
 

@@ -19,6 +19,7 @@ import numpy as np
 import sympy as sp
 import torch
 
+from gpact.expr.symbolic import start_values, with_values
 from gpact.expr.torchfn import to_torch
 
 if TYPE_CHECKING:  # grammar.py checks templates, which count functions with this module
@@ -36,10 +37,27 @@ def fingerprint(expr: sp.Expr, grammar: Grammar) -> str:
 
 
 def probe_values(expr: sp.Expr, grammar: Grammar) -> np.ndarray:
-    """The function's float64 outputs on PROBE (a constant expression gives one value per point too)."""
+    """The function's float64 outputs on PROBE (a constant expression gives one value per point too); trainable
+    constants at their start values."""
+    expr = with_values(expr)
     with torch.no_grad():
         out = to_torch(expr, grammar.functions)(torch.tensor(PROBE, dtype=torch.float64))
     return np.broadcast_to(np.asarray(out, dtype=np.float64), PROBE.shape)
+
+
+TRAINABLE_SHIFT = 0.37  # trainable constants are also probed moved by this, each by (its index + 1) times it
+
+
+def family_key(expr: sp.Expr, values: np.ndarray, grammar: Grammar) -> str:
+    """The key of a formula with trainable constants: its outputs at the start values and at shifted values, so a
+    trained family is told apart from the same function with fixed constants and from other parameterisations;
+    `t` + 15 characters. A formula without trainable constants has its plain `key_of(values)`."""
+    start = start_values(expr)
+    if not start:
+        return key_of(values)
+    moved = with_values(expr, tuple(c + TRAINABLE_SHIFT * (j + 1) for j, c in enumerate(start)))
+    both = np.concatenate([values, probe_values(moved, grammar)])
+    return "t" + key_of(both)[:15]
 
 
 def key_of(values: np.ndarray) -> str:
@@ -57,7 +75,7 @@ def is_constant(values: np.ndarray) -> bool:
 def is_finite(expr: sp.Expr, grammar: Grammar) -> bool:
     """Whether the function is finite everywhere on the probe grid [-6, 6] in float32 (as trained)."""
     with torch.no_grad():
-        return bool(torch.isfinite(to_torch(expr, grammar.functions)(_GRID32)).all())
+        return bool(torch.isfinite(to_torch(with_values(expr), grammar.functions)(_GRID32)).all())
 
 
 def equivalence_inputs(points: int = 1000, seed: int = 0) -> torch.Tensor:

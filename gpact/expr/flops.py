@@ -12,6 +12,7 @@ import sympy as sp
 
 from gpact import ops
 from gpact.errors import FormulaError
+from gpact.expr.symbolic import is_trainable
 
 
 def count_flops(expr: sp.Expr, costs: Mapping[str, float] | None = None) -> float:
@@ -30,7 +31,7 @@ def count_flops(expr: sp.Expr, costs: Mapping[str, float] | None = None) -> floa
         raise FormulaError(f"no FLOP cost known for '{key}'")
 
     def walk(e: sp.Expr) -> float:
-        if e.is_Atom:
+        if e.is_Atom or is_trainable(e):  # a trainable constant is read, not computed
             return 0.0
         if e.is_Add:
             total = (len(e.args) - 1) * cost("+")

@@ -8,6 +8,7 @@ negatives and large inputs, so a bad primitive fails here with its name, not mid
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import itertools
 import math
@@ -26,7 +27,7 @@ from gpact.errors import FormulaError, GrammarError
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import parse
 from gpact.expr.gate import MAX_DIGITS, excerpt
-from gpact.expr.symbolic import ARGS, node_to_sympy
+from gpact.expr.symbolic import ARGS, TRAINABLE_NAME, node_to_sympy, trainables
 from gpact.expr.templates import validate_templates
 from gpact.expr.torchfn import to_torch
 from gpact.expr.yamltext import compose, read_yaml
@@ -39,7 +40,7 @@ PROBE_VALUES = (0.0, -0.0, 1e-7, -1e-7, -1.0, -3.5, -50.0, -100.0, 0.5, 3.0, 50.
 _TOP_KEYS = {"name", "description", "primitives", "terminals", "limits", "templates"}
 _PRIM_KEYS = {"arity", "sympy", "cost", "torch", "import", "inline", "aliases", "doc"}
 _TERM_KEYS = {"constants", "ephemeral"}
-_EPH_KEYS = {"low", "high", "decimals"}
+_EPH_KEYS = {"low", "high", "decimals", "trainable"}
 _LIMIT_KEYS = {"max_height", "max_size", "max_flops", "init_min_height", "init_max_height"}
 
 
@@ -67,6 +68,7 @@ class Ephemeral:
     low: float
     high: float
     decimals: int = 2
+    trainable: bool = False  # drawn as trainable constants, `p(value)`, learned per layer by each network
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,13 @@ def _inexact_if_huge(value: sp.Expr) -> sp.Expr:
     if value.is_Rational and value.p.bit_length() + value.q.bit_length() > MAX_DIGITS * 10 // 3:
         return sp.Float(value)
     return value
+
+
+def with_trainable_constants(grammar: Grammar) -> Grammar:
+    """The grammar with its ephemeral constants drawn as trainable constants, p(c) (`--trainable-constants`)."""
+    if grammar.ephemeral is None:
+        raise GrammarError(f"{grammar.path}: grammar '{grammar.name}' has no ephemeral constants to make trainable")
+    return dataclasses.replace(grammar, ephemeral=dataclasses.replace(grammar.ephemeral, trainable=True))
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -260,7 +269,11 @@ def _terminals(doc: _Doc | None) -> tuple[tuple[float, ...], Ephemeral | None]:
         if not _is_int(decimals) or not 0 <= decimals <= 12:
             raise spec["ephemeral"].error("terminals.ephemeral.decimals",
                                           f"expected a whole number from 0 to 12, got {excerpt(decimals)}")
-        ephemeral = Ephemeral(float(e["low"]), float(e["high"]), decimals)
+        trainable = e.get("trainable", False)
+        if not isinstance(trainable, bool):
+            raise spec["ephemeral"].error("terminals.ephemeral.trainable",
+                                          f"expected true or false, got {excerpt(trainable)}")
+        ephemeral = Ephemeral(float(e["low"]), float(e["high"]), decimals, trainable)
     return constants, ephemeral
 
 
@@ -307,6 +320,8 @@ def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: C
     where = f"{path}:{line}: primitive {excerpt(name)}"
     if not isinstance(name, str) or not name.isidentifier():
         raise GrammarError(f"{where}: name must be an identifier")
+    if name == TRAINABLE_NAME:
+        raise GrammarError(f"{where}: the name {TRAINABLE_NAME!r} is reserved for trainable constants, p(0.8)")
     arity = spec.get("arity")
     if not _is_int(arity) or arity not in (1, 2, 3):
         raise GrammarError(f"{where}: arity must be 1, 2 or 3, got {excerpt(arity)}")
@@ -318,6 +333,8 @@ def _make_primitive(path: str, name: str, spec: dict[str, Any], line: int, fn: C
             definition = node_to_sympy(parse(str(spec["sympy"])), {s.name: s for s in ARGS})
         except FormulaError as exc:
             raise GrammarError(f"{where}: sympy: {exc}") from None
+        if trainables(definition):
+            raise GrammarError(f"{where}: sympy: a primitive has no trainable constants (a formula may: p(0.8))")
         if definition.free_symbols - set(args):
             raise GrammarError(f"{where}: sympy uses {excerpt(sorted(map(str, definition.free_symbols)))}, "
                                f"but arity {arity} allows only {', '.join(s.name for s in args)}")

@@ -8,6 +8,7 @@ closures over torch ops, built once per expression (no string eval, no recursion
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import reduce
 
 import sympy as sp
@@ -15,7 +16,7 @@ import torch
 
 from gpact import ops
 from gpact.errors import FormulaError
-from gpact.expr.symbolic import X
+from gpact.expr.symbolic import X, start_values, trainables
 
 _Value = torch.Tensor | float
 _Closure = Callable[[tuple[torch.Tensor, ...]], _Value]
@@ -40,9 +41,28 @@ def to_torch(
     def run(*zs: torch.Tensor) -> torch.Tensor:
         if len(zs) != len(variables):
             raise TypeError(f"expected {len(variables)} tensors, got {len(zs)}")
-        return _t(closure(zs), zs[0])
+        out = _t(closure(zs), zs[0])
+        return out if out.dim() == zs[0].dim() else out.expand_as(zs[0])  # a formula of trainable constants alone
 
     return run
+
+
+@dataclass(frozen=True)
+class ParamFn:
+    """A formula with trainable constants as a torch function: `fn(x, *params)`, one 0-d tensor per constant
+    (in `symbolic.trainables` order). Called with x alone it runs at the start values."""
+
+    fn: Callable[..., torch.Tensor]
+    init: tuple[float, ...]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, *(torch.tensor(c, dtype=x.dtype, device=x.device) for c in self.init))
+
+
+def to_torch_params(expr: sp.Expr, functions: Mapping[str, Callable[..., torch.Tensor]] | None = None
+                    ) -> ParamFn:
+    """`expr` as a ParamFn: its trainable constants (`p(0.8)`) become inputs after x."""
+    return ParamFn(to_torch(expr, functions, (X, *trainables(expr))), start_values(expr))
 
 
 def _build(e: sp.Expr, fns: dict, var: dict[sp.Symbol, int]) -> _Closure:

@@ -18,14 +18,26 @@ import torch
 from deap import gp
 
 from gpact.errors import FormulaError
-from gpact.expr.fingerprint import is_constant, key_of, probe_values
+from gpact.expr.fingerprint import family_key, is_constant, probe_values
 from gpact.expr.flops import count_flops
 from gpact.expr.formula import Call, Node, Num, Var, parse
 from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, Primitive
-from gpact.expr.symbolic import NAMED_CONSTANTS, X, canonical_name, display, node_to_sympy, number
+from gpact.expr.symbolic import (
+    NAMED_CONSTANTS,
+    TRAINABLE,
+    TRAINABLE_NAME,
+    X,
+    canonical_name,
+    display,
+    node_to_sympy,
+    number,
+    tag_of,
+    trainable,
+    trainables,
+)
 from gpact.expr.timebox import Timeout, time_limit
-from gpact.expr.torchfn import to_torch
+from gpact.expr.torchfn import ParamFn, to_torch, to_torch_params
 
 SIMPLIFY_MAX_OPS = 40  # above this, sympy's simplify is skipped: too slow to be worth it
 SIMPLIFY_SECONDS = 3.0  # safety net only; the op cap keeps normal calls far below it
@@ -56,10 +68,26 @@ def make_pset(grammar: Grammar) -> gp.PrimitiveSet:
         pset.addPrimitive(p.fn, p.arity, name=p.name)
     for c in grammar.constants:
         pset.addTerminal(c)
-    if grammar.ephemeral is not None:
-        e = grammar.ephemeral
+    e = grammar.ephemeral
+    if e is not None and not e.trainable:
         pset.addEphemeralConstant(_ephemeral_name(grammar), _ephemeral_draw(e.low, e.high, e.decimals))
+    kind = _trainable_kind(*((e.low, e.high, e.decimals) if e is not None else (-1.0, 1.0, 2)))
+    pset.mapping[kind.name] = kind  # readable from text (`p(0.8)`) in every grammar
+    if e is not None and e.trainable:  # the search draws trainable constants where it drew fixed ones
+        pset.addEphemeralConstant(kind.name, kind.func)
     return pset
+
+
+@functools.cache
+def _trainable_kind(low: float, high: float, decimals: int) -> type:
+    """The DEAP terminal of a trainable constant: an ephemeral drawn in the range, printed `p(value)` so a tree's
+    text reads back as the same tree. One class per range (DEAP mutates an ephemeral by drawing a new one)."""
+    name = "param_" + hashlib.sha1(f"{low},{high},{decimals}".encode()).hexdigest()[:10]
+    kind = gp.MetaEphemeral(name, _ephemeral_draw(low, high, decimals), object)
+    kind.trainable = True
+    kind.format = lambda self: (f"{TRAINABLE_NAME}({self.value!r}, {self.tag})" if getattr(self, "tag", 0)
+                                else f"{TRAINABLE_NAME}({self.value!r})")
+    return kind
 
 
 def _ephemeral_name(grammar: Grammar) -> str:
@@ -89,6 +117,9 @@ def tree_to_sympy(tree: gp.PrimitiveTree, grammar: Grammar) -> sp.Expr:
             stack.append(grammar.primitives[node.name].apply(*args))
         elif isinstance(node.value, str):
             stack.append(X)
+        elif getattr(node, "trainable", False):
+            tag = getattr(node, "tag", 0)
+            stack.append(TRAINABLE(number(float(node.value)), *([sp.Integer(tag)] if tag else [])))
         else:
             stack.append(number(float(node.value)))
     return stack[0]
@@ -125,6 +156,12 @@ def _emit(node: Node, grammar: Grammar, pset: gp.PrimitiveSet, out: list) -> Non
         return
     if isinstance(node, Num):
         out.append(_constant(node.value, grammar, pset))
+        return
+    if node.name == TRAINABLE_NAME:
+        kind = next(k for k in pset.mapping.values() if getattr(k, "trainable", False))
+        term, const = kind(), trainable(node)
+        term.value, term.tag = float(const.args[0]), tag_of(const)
+        out.append(term)
         return
     prim, args = _resolve_call(node, grammar)
     out.append(pset.mapping[prim.name])
@@ -199,8 +236,11 @@ def _simplify_cached(expr: sp.Expr) -> sp.Expr:
         return expr
 
 
-def compile_expr(expr: sp.Expr, grammar: Grammar) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The torch activation for a formula: autograd-differentiable, any dtype/device."""
+def compile_expr(expr: sp.Expr, grammar: Grammar) -> Callable[[torch.Tensor], torch.Tensor] | ParamFn:
+    """The torch activation for a formula: autograd-differentiable, any dtype/device. With trainable constants, a
+    ParamFn (the reference evaluator trains its constants; called on x alone it runs at their start values)."""
+    if trainables(expr):
+        return to_torch_params(expr, grammar.functions)
     return to_torch(expr, grammar.functions)
 
 
@@ -220,5 +260,5 @@ def analyse(expr: sp.Expr, grammar: Grammar, simplified: bool = False) -> Analys
         if simple_flops <= best_flops:
             best, best_flops = simple, simple_flops
     values = probe_values(best, grammar)
-    return Analysis(formula=display(best), expr=best, key=key_of(values), flops=best_flops,
+    return Analysis(formula=display(best), expr=best, key=family_key(best, values, grammar), flops=best_flops,
                     constant=is_constant(values))

@@ -15,7 +15,7 @@ from sympy.core.function import UndefinedFunction
 
 from gpact.errors import FormulaError
 from gpact.expr.gate import MAX_DEPTH, excerpt, read_expression
-from gpact.expr.symbolic import X
+from gpact.expr.symbolic import TRAINABLE, TRAINABLE_NAME, X
 
 # Wire text is longer than a formula (exact Floats, prefix form), but as bounded: it rebuilds one candidate.
 MAX_WIRE_CHARS = 100_000
@@ -93,6 +93,8 @@ def _build(node: ast.AST) -> sp.Expr:
             built = [_build(a) for a in args]
             if isinstance(cls, type) and issubclass(cls, sp.Basic):
                 return cls(*built, evaluate=False)
+            if name == TRAINABLE_NAME:
+                return TRAINABLE(*built)
             if name.isidentifier() and cls is None:
                 return sp.Function(name)(*built)
     raise FormulaError(f"unexpected {excerpt(ast.dump(node))} in formula text")

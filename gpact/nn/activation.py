@@ -23,10 +23,10 @@ from gpact import ops
 from gpact.errors import FormulaError
 from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, load_grammar
-from gpact.expr.symbolic import ARGS, X
+from gpact.expr.symbolic import ARGS, X, is_trainable, start_values, trainables
 from gpact.expr.torchfn import to_torch
 from gpact.expr.trees import analyse, formula_to_sympy, printed_to_sympy
-from gpact.report.export import front_member
+from gpact.report.export import front_member, starts
 from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES
 
 # A named primitive, as the pickled state keeps it: (arity, torch function or None, sympy definition or None).
@@ -42,6 +42,9 @@ class Activation(nn.Module):
     simplifies it.
     `trainable`: each constant (not 0, 1, -1, nor an exponent) becomes an `nn.Parameter` c0, c1, ...,
     initialised to its value.
+    Trainable constants of the formula, `p(0.8)`, are always `nn.Parameter`s p0, p1, ... (one set per module
+    instance, so each layer learns its own), initialised to their start values; `from_run` may start them at the
+    medians the run's networks learned instead.
     """
 
     def __init__(self, formula: str, trainable: bool = False, grammar: str | Path | Grammar = "full") -> None:
@@ -56,24 +59,32 @@ class Activation(nn.Module):
         self._setup(an.expr, an.formula, g, trainable)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, rank: int | None = None, trainable: bool = False) -> Activation:
+    def from_run(cls, run_dir: str | Path, rank: int | None = None, trainable: bool = False,
+                 start: str = "learned") -> Activation:
         """Front member `rank` of a run (1: best search score); None: the run's recommended function.
 
         Built from the member's tree, as `gpact export` builds it, not from the printed (rounded) formula.
+        `start`: its trainable constants, p(c), start at the medians the run's networks learned ("learned", when
+        the run recorded them) or at the formula's values ("formula").
         """
         member = front_member(Path(getattr(run_dir, "run_dir", run_dir)), rank)
         act = cls.__new__(cls)
         nn.Module.__init__(act)
-        act._setup(member.expr, member.formula, member.grammar, trainable)
+        act._setup(member.expr, member.formula, member.grammar, trainable, starts(member, start))
         return act
 
-    def _setup(self, expr: sp.Expr, formula: str, grammar: Grammar, trainable: bool) -> None:
+    def _setup(self, expr: sp.Expr, formula: str, grammar: Grammar, trainable: bool,
+               values: tuple[float, ...] | None = None) -> None:
         self.formula, self.expr, self.trainable = formula, expr, trainable
         self._parts = _named_parts(expr, grammar)
-        lifted, constants = _lift_constants(expr) if trainable else (expr, [])
+        params = trainables(expr)
+        symbols = [sp.Symbol(f"p{j}", real=True) for j in range(len(params))]
+        lifted = expr.xreplace(dict(zip(params, symbols, strict=True)))
+        lifted, constants = _lift_constants(lifted) if trainable else (lifted, [])
+        constants = list(zip(symbols, values or start_values(expr), strict=True)) + constants
         self._lifted, self._names = lifted, [s.name for s, _ in constants]
         for s, value in constants:
-            self.register_parameter(s.name, nn.Parameter(torch.tensor(value)))
+            self.register_parameter(s.name, nn.Parameter(torch.tensor(float(value))))
         self._compile(grammar.functions)
 
     def _compile(self, functions: dict[str, Callable]) -> None:
@@ -127,6 +138,8 @@ def _named_parts(expr: sp.Expr, grammar: Grammar) -> dict[str, _Part]:
     is neither, and refuses pickling."""
     parts: dict[str, _Part] = {}
     for f in expr.atoms(sp.core.function.AppliedUndef):
+        if is_trainable(f):
+            continue
         prim = grammar.primitives[str(f.func)]
         parts[prim.name] = (prim.arity, prim.fn if prim.source == "torch" else None,
                             prim.definition if prim.source == "sympy" else None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import keyword
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +20,13 @@ import sympy as sp
 from gpact import ops
 from gpact.errors import FormulaError, GpactError
 from gpact.expr.grammar import Grammar
-from gpact.expr.symbolic import ARGS, X
+from gpact.expr.symbolic import ARGS, X, is_trainable, start_values, trainables
 from gpact.expr.trees import analyse, formula_to_sympy
-from gpact.run import checkpoint
+from gpact.run import checkpoint, rundir
 from gpact.run.front import read_front
 
 FORMATS = ("torch", "python", "sympy", "latex")
+STARTS = ("learned", "formula")  # where exported trainable constants, p(c), start: learned medians or c
 
 class ExportError(GpactError):
     """A front member cannot be written in the asked format."""
@@ -42,6 +44,7 @@ class Member:
     vs_gelu: float | None
     grammar: Grammar
     run_dir: Path
+    learned: tuple[float, ...] = ()  # trainable constants' medians over the run's networks and layers, if any
 
 
 def front_member(run_dir: Path, rank: int | None = None) -> Member:
@@ -61,13 +64,40 @@ def front_member(run_dir: Path, rank: int | None = None) -> Member:
         an = analyse(formula_to_sympy(row["tree"], grammar), grammar)
     except FormulaError as exc:
         raise ExportError(f"{run_dir}: rank {rank}: {exc} (was the grammar extended in Python?)") from None
-    return Member(rank, an.formula, an.expr, row["ood_score"], row["flops"], row["vs_gelu"], grammar, Path(run_dir))
+    return Member(rank, an.formula, an.expr, row["ood_score"], row["flops"], row["vs_gelu"], grammar, Path(run_dir),
+                  _learned(Path(run_dir), row.get("key"), len(trainables(an.expr))))
 
 
-def export(member: Member, fmt: str, trainable: bool = False) -> str:
-    """The member as text in format `fmt` (see FORMATS); `trainable`: constants as nn.Parameters (torch)."""
+def _learned(run_dir: Path, key: str | None, n: int) -> tuple[float, ...]:
+    """The medians of a front member's trainable constants as candidates.jsonl recorded them; () if none."""
+    if not n or not key:
+        return ()
+    for r in rundir.read_jsonl(run_dir / rundir.CANDIDATES):
+        constants = r.get("constants")
+        if r.get("key") == key and isinstance(constants, list) and len(constants) == n:
+            try:
+                values = tuple(float(c["median"]) for c in constants)
+            except (TypeError, KeyError, ValueError):
+                return ()
+            return values if all(math.isfinite(v) for v in values) else ()
+    return ()
+
+
+def starts(member: Member, start: str = "learned") -> tuple[float, ...]:
+    """Initial values of the member's trainable constants: the learned medians (when the run recorded them), or the
+    formula's own start values."""
+    if start not in STARTS:
+        raise ExportError(f"unknown start '{start}' for trainable constants (choose from {', '.join(STARTS)})")
+    if start == "learned" and member.learned:
+        return member.learned
+    return start_values(member.expr)
+
+
+def export(member: Member, fmt: str, trainable: bool = False, start: str = "learned") -> str:
+    """The member as text in format `fmt` (see FORMATS); `trainable`: constants as nn.Parameters (torch). Trainable
+    constants, p(c), are always nn.Parameters, starting at `start` (see `starts`)."""
     if fmt in ("torch", "python"):
-        return torch_source(member, trainable)
+        return torch_source(member, trainable, start)
     if fmt == "sympy":
         return sp.sstr(expand_primitives(member.expr, member.grammar)) + "\n"
     if fmt == "latex":
@@ -92,10 +122,14 @@ def expand_primitives(expr: sp.Expr, grammar: Grammar) -> sp.Expr:
             raise ExportError(f"primitive '{f.func}' has no sympy definition to export")
         return prim.definition.xreplace(dict(zip(ARGS, f.args, strict=False)))
 
-    undefined = [f for f in expr.atoms(sp.Function) if isinstance(f.func, sp.core.function.UndefinedFunction)]
+    def named(e: sp.Expr) -> list:
+        return [f for f in e.atoms(sp.Function)
+                if isinstance(f.func, sp.core.function.UndefinedFunction) and not is_trainable(f)]
+
+    undefined = named(expr)
     while undefined:
         expr = expr.xreplace({f: define(f) for f in undefined})
-        undefined = [f for f in expr.atoms(sp.Function) if isinstance(f.func, sp.core.function.UndefinedFunction)]
+        undefined = named(expr)
     return expr
 
 
@@ -112,10 +146,11 @@ def _decimals(expr: sp.Expr, digits: int = 6) -> sp.Expr:
 class _Printer:
     """sympy -> torch source text over tensor `x`; constants become literals or `self.c<i>` parameters."""
 
-    def __init__(self, grammar: Grammar, trainable: bool, var: str = "x"):
+    def __init__(self, grammar: Grammar, trainable: bool, var: str = "x", learned: dict | None = None):
         self.grammar, self.trainable, self.var = grammar, trainable, var
         self.params: list[float] = []
         self.helpers: dict[str, str] = {}
+        self.learned = learned or {}  # trainable constant p(c) -> (its parameter's index, its initial value)
 
     def expr(self, e: sp.Expr) -> str:
         if e == X or (isinstance(e, sp.Symbol) and e.name == self.var):
@@ -124,6 +159,8 @@ class _Printer:
             return e.name  # an argument of a helper (a, b, c)
         if self._constant(e):
             return self.constant(e)
+        if is_trainable(e):
+            return f"self.p{self.learned[e][0]}"
         if e.is_Add:
             terms = [self.expr(a) for a in sp.Add.make_args(e)]
             return " + ".join(terms).replace("+ -", "- ")
@@ -254,9 +291,10 @@ def _name(name: str) -> str:
     return name
 
 
-def torch_source(member: Member, trainable: bool = False) -> str:
+def torch_source(member: Member, trainable: bool = False, start: str = "learned") -> str:
     """A python file that imports only torch: `activation(x)` (when no constant is trainable) and `Activation`."""
-    p = _Printer(member.grammar, trainable)
+    learned = {a: (j, v) for j, (a, v) in enumerate(zip(trainables(member.expr), starts(member, start), strict=True))}
+    p = _Printer(member.grammar, trainable, learned=learned)
     body = p.expr(member.expr)
     formula = _doc(member.formula)
     score = "" if member.ood_score is None else f"OOD score {member.ood_score:.6g}"
@@ -265,15 +303,21 @@ def torch_source(member: Member, trainable: bool = False) -> str:
     flops = "" if member.flops is None else f", {member.flops:g} FLOPs per element"
     init = ["        super().__init__()"]
     init += [f"        self.c{i} = nn.Parameter(torch.tensor({v!r}))" for i, v in enumerate(p.params)]
+    init += [f"        self.p{j} = nn.Parameter(torch.tensor({float(v)!r}))  # {_doc(a)}"
+             for a, (j, v) in learned.items()]
+    whence = ("the medians the run's networks learned" if start == "learned" and member.learned
+              else "the formula's start values")
     parts = [
         f'"""Activation exported by gpact: run {_doc(member.run_dir)}, front rank {int(member.rank)}.\n\n'
         f"    {formula}\n\n{score}{flops}. Self-contained: imports only torch.\n"
         + ("Constants are trainable nn.Parameters (c0, c1, ...), initialised to the values found.\n" if p.params
-           else "") + '"""',
+           else "")
+        + (f"Trainable constants p0, p1, ... are nn.Parameters, initialised to {whence}.\n" if learned else "")
+        + '"""',
         "import torch\nfrom torch import nn",
         *p.helpers.values(),
     ]
-    if not p.params:
+    if not p.params and not learned:
         parts.append(f"def activation(x: torch.Tensor) -> torch.Tensor:\n"
                      f"    \"\"\"{formula}\"\"\"\n    return {body}\n")
     parts.append(

@@ -40,7 +40,18 @@ def format_table(table: ScoreTable, sort: bool = False, markdown: bool = False) 
     """The table as plain text (or GitHub markdown), with a line saying what was run."""
     head, body = header(table), table_rows(table, sort)
     lines = grid(head, body, markdown)
-    return "\n".join(lines + ["", describe(table)])
+    return "\n".join(lines + learned_lines(table) + ["", describe(table)])
+
+
+def learned_lines(table: ScoreTable) -> list[str]:
+    """Trainable constants as trained: per row, each constant's start and per layer median [lowest, highest]."""
+    out = []
+    for r in table.rows:
+        for j, c in enumerate(r.learned):
+            layers = ", ".join(f"layer {i + 1} {_fmt(x['median'])} [{_fmt(x['lo'], 3)}, {_fmt(x['hi'], 3)}]"
+                               for i, x in enumerate(c["layers"]))
+            out.append(f"{r.label}: constant {j} starts {_fmt(c['start'])}, learned {layers}")
+    return ([""] + out + ["(trainable constants: median [lowest, highest] over every seed's networks)"]) if out else []
 
 
 def describe(table: ScoreTable) -> str:

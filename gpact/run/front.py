@@ -19,7 +19,7 @@ from gpact.run.verdict import Verdict
 from gpact.search.records import Record
 
 CSV_COLUMNS = ("rank", "flops", "ood_score", "vs_gelu", "validation_vs_gelu", "test_vs_gelu", "recommended",
-               "id_loss", "formula", "tree", "key", "origin", "derivative")
+               "id_loss", "formula", "tree", "key", "origin", "derivative", "learned")
 NUMBERS = ("flops", "ood_score", "vs_gelu", "validation_vs_gelu", "test_vs_gelu", "id_loss")
 
 
@@ -48,6 +48,7 @@ def front_rows(front: Sequence[Record], gelu: Record | float | None, verdict: Ve
             "recommended": "yes" if r.key == v.recommended and verdict is not None else "",
             "id_loss": r.id_loss, "formula": r.formula, "tree": r.tree, "key": r.key, "origin": r.origin,
             "derivative": r.derivative,
+            "learned": r.learned,
         })
     return rows
 
@@ -128,13 +129,16 @@ def table(rows: list[dict], title: str = "Pareto front") -> str:
     picked = recommended(rows) is not None
     has_origin = any(r.get("origin", "gp") != "gp" for r in rows)  # shown once the LLM has made something
     derived = any(r.get("derivative") for r in rows)  # `--evolve derivative`: the formula is this one's integral
+    has_learned = any(r.get("learned") for r in rows)  # trainable constants: the formula at their learned medians
     # the score is printed apart from its ratio to GELU only when it is not that ratio already (geomean objective)
     raw = any(r["vs_gelu"] is None or not math.isclose(r["ood_score"], r["vs_gelu"]) for r in rows)
     head = (["rank", "FLOPs"] + (["search score"] if raw else []) + ["search vs GELU"]
             + [c.removesuffix("_vs_gelu") + " vs GELU" for c in cols] + (["pick"] if picked else [])
-            + (["origin"] if has_origin else []) + ["formula"] + (["derivative"] if derived else []))
+            + (["origin"] if has_origin else []) + ["formula"] + (["derivative"] if derived else [])
+            + (["learned constants (median)"] if has_learned else []))
     body = [[str(r["rank"]), fmt(r["flops"], 3)] + ([fmt(r["ood_score"])] if raw else []) + [fmt(r["vs_gelu"], 3)]
             + [fmt(r[c], 3) for c in cols] + (["*" if r.get("recommended") in (True, "yes") else ""] if picked else [])
             + ([r.get("origin", "gp")] if has_origin else []) + [r["formula"]]
-            + ([r.get("derivative") or ""] if derived else []) for r in rows]
+            + ([r.get("derivative") or ""] if derived else [])
+            + ([r.get("learned") or ""] if has_learned else []) for r in rows]
     return "\n".join([title, *grid(head, body)])

@@ -25,7 +25,7 @@ from gpact.backends import make_backend
 from gpact.backends.base import Backend
 from gpact.config import RunConfig
 from gpact.errors import ConfigError
-from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.grammar import Grammar, load_grammar, with_trainable_constants
 from gpact.expr.templates import run_templates
 from gpact.expr.trees import make_pset
 from gpact.run import checkpoint, rundir
@@ -84,6 +84,8 @@ def _run(cfg: RunConfig | None, echo: Callable[[str], None], grammar: Grammar | 
     elif cfg is None:
         raise ConfigError("run needs a RunConfig, or a run folder to resume")
     grammar = grammar or load_grammar(cfg.grammar)
+    if cfg.trainable_constants and not (grammar.ephemeral and grammar.ephemeral.trainable):
+        grammar = with_trainable_constants(grammar)
     strategy_cls = strategy_class(cfg.strategy)
     if hasattr(strategy_cls, "check"):  # a strategy's own requirements of the grammar, before any folder or work
         strategy_cls.check(grammar)

@@ -286,4 +286,5 @@ class Search:
 
 
 def _as_fitness(r: Record) -> Fitness:
-    return Fitness(r.ood_score, r.id_loss, dict(r.per_task), r.diverged, r.reason, dict(r.per_run))
+    return Fitness(r.ood_score, r.id_loss, dict(r.per_task), r.diverged, r.reason, dict(r.per_run),
+                   dict(r.run_constants))

@@ -12,8 +12,9 @@ from deap import gp
 from gpact.config import RunConfig
 from gpact.expr.grammar import Grammar
 from gpact.expr.integrate import INTEGRATE_SECONDS, analyse_integral
+from gpact.expr.symbolic import display, start_values, with_values
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, tree_to_sympy
-from gpact.train.fitness import WORST, Fitness
+from gpact.train.fitness import WORST, Fitness, learned_summary
 from gpact.train.objective import Objective
 from gpact.train.tasks import Task
 
@@ -39,6 +40,9 @@ class Record:
     per_run: dict[str, float] = field(default_factory=dict)  # every network's absolute OOD loss (run_key)
     stage: int = 0  # the racing stage it reached (gpact.search.racing); the last stage trained every network
     derivative: str = ""  # `--evolve derivative`: the tree is this derivative, `formula` its integral
+    constants: list[dict] = field(default_factory=list)  # trainable constants as learned (fitness.learned_summary)
+    learned: str = ""  # the formula with each trainable constant at its median learned value
+    run_constants: dict[str, list] = field(default_factory=dict)  # run_key -> learned constants per layer
 
     @property
     def ok(self) -> bool:
@@ -79,10 +83,13 @@ def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int
                 objective: Objective | None = None, stage: int = 0) -> Record:
     """The record of a trained function; its score is `objective`'s (default: the plain geometric mean)."""
     score = objective.score(fit) if objective is not None else fit.ood_score
+    constants = learned_summary(fit.constants, start_values(an.expr))
+    learned = display(with_values(an.expr, tuple(c["median"] for c in constants))) if constants else ""
     return Record(key=key, formula=an.formula, tree=tree, flops=an.flops, ood_score=score,
                   id_loss=fit.id_loss, generation=generation, per_task=dict(fit.per_task),
                   diverged=fit.diverged, reason=fit.reason, origin=origin, per_run=dict(fit.per_run), stage=stage,
-                  derivative=an.derivative)
+                  derivative=an.derivative, constants=constants, learned=learned,
+                  run_constants=dict(fit.constants))
 
 
 def tree_analysis(tree: gp.PrimitiveTree, grammar: Grammar, evolve: str = "activation",

@@ -6,9 +6,11 @@ Every entry is checked in tests against an independent torch implementation wher
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from gpact.errors import FormulaError
+from gpact.expr.symbolic import trainable_text
 
 BASELINE_GRAMMAR = "full"
 REFERENCE = "gelu"  # every table reports scores relative to this entry
@@ -23,6 +25,7 @@ class Baseline:
 
 
 _SELU_SCALE, _SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
+_P08, _N03 = math.log(math.expm1(0.8)), math.log(math.expm1(0.3))  # softplus(_P08) = 0.8, 0.5 + softplus(_N03) = 0.8
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in [
     Baseline("relu", "relu(x)", "Nair & Hinton 2010"),
@@ -40,7 +43,17 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in [
     # negative branch's correction at eps too keeps it exactly 0 for x > 0; it differs from the published
     # form only inside (-1e-6, 0], by less than 1e-6.
     Baseline("xielu", "0.8*relu(x)**2 + 0.5*x + 0.8*(exp(min(x, -1e-6)) - 1 - min(x, -1e-6))",
-             "Huang 2024 (xIELU)", "initial constants a_p = a_n = 0.8, b = 0.5, eps = -1e-6; not trained here"),
+             "Huang 2024 (xIELU)", "initial constants a_p = a_n = 0.8, b = 0.5, eps = -1e-6, fixed"),
+    # The published parameterisation: a_p = softplus(p), a_n = b + softplus(n), p and n trained per layer, started
+    # where a_p = a_n = 0.8 (p = log(e^0.8 - 1), n = log(e^0.3 - 1)); the softplus keeps both positive.
+    Baseline("xielu_trainable", f"softplus(p({_P08!r}))*relu(x)**2 + 0.5*x + (0.5 + softplus(p({_N03!r})))"
+             "*(exp(min(x, -1e-6)) - 1 - min(x, -1e-6))",
+             "Huang 2024 (xIELU)", "a_p = softplus(p), a_n = 0.5 + softplus(n) trained per layer, from 0.8"),
+    # xIPReLU: the integral of an affine PReLU-like gradient; a_p = softplus(p), a_n = softplus(n), both from 0.8
+    Baseline("xiprelu", "0.8*relu(x)**2 + 0.8*min(x, 0)**2 + 0.5*x", "Huang 2024 (xIPReLU)",
+             "initial constants a_p = a_n = 0.8, b = 0.5, fixed"),
+    Baseline("xiprelu_trainable", f"softplus(p({_P08!r}))*relu(x)**2 + softplus(p({_P08!r}, 1))*min(x, 0)**2 + 0.5*x",
+             "Huang 2024 (xIPReLU)", "a_p = softplus(p), a_n = softplus(n) trained per layer, from 0.8 (tag 1: n)"),
     Baseline("gelu_sine", "gelu(x) + 0.1*sin(x)", "Vitvitskyi et al. 2026 (GELUSine)"),
     Baseline("gelu_sinc", "gelu(x)*(1 + 0.5*sinc(x))", "Vitvitskyi et al. 2026 (GELU-Sinc-Perturbation)",
              "normalised sinc, sin(pi x)/(pi x)"),
@@ -57,6 +70,22 @@ def get(name: str) -> Baseline:
         return BASELINES[name]
     except KeyError:
         raise FormulaError(f"unknown baseline '{name}' (known: {', '.join(BASELINES)})") from None
+
+
+def trainable_name(name: str) -> str | None:
+    """The baseline with trainable constants that `name` is the fixed form of (xielu -> xielu_trainable), if any."""
+    return f"{name}_trainable" if f"{name}_trainable" in BASELINES else None
+
+
+def with_trainable(text: str) -> list[str | tuple[str, str]]:
+    """`text` and its form with trainable constants, for `gpact eval --trainable-constants`: a baseline's own trainable
+    form (xielu -> xielu_trainable), else the formula with every number but an exponent written p(number)."""
+    key = text.strip()
+    if key in BASELINES:
+        twin = trainable_name(key)
+        return [key] if twin is None or key.endswith("_trainable") else [key, twin]
+    trained = trainable_text(key)
+    return [key] if trained == key else [key, (f"{key} [trained]", trained)]
 
 
 def resolve(text: str) -> tuple[str, str]:

@@ -208,6 +208,8 @@ def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand
         if not hidden:
             continue
         flat = [z.view(n_cand, -1) for _, z in hidden]
+        if hasattr(act, "at"):  # trainable constants (gpact.train.trainable): each layer has its own
+            act.at(i, [stacks[g] for g, _ in hidden], [f.shape[1] for f in flat])
         a, d = act(flat[0] if len(flat) == 1 else torch.cat(flat, 1), deriv)
         clock.lap("activation")
         off = 0
@@ -221,8 +223,10 @@ def _forward(stacks: list[_Stack], xs: list[torch.Tensor], act: Callable, n_cand
 
 
 def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: torch.Tensor,
-              clock: PhaseClock | _NoClock = _NO_CLOCK) -> None:
-    """Gradients of mean((out - y)^2) per network, written into `grads`."""
+              clock: PhaseClock | _NoClock = _NO_CLOCK, on_grad: Callable[[int, torch.Tensor], None] | None = None,
+              ) -> None:
+    """Gradients of mean((out - y)^2) per network, written into `grads`; `on_grad(i, dL/d act_i)` per hidden
+    layer (the activation's own parameters, gpact.train.trainable)."""
     g = err * (2.0 / err.shape[1])
     w_last, _ = stack.layers[-1]
     gw, gb = grads.layers[-1]
@@ -233,6 +237,8 @@ def _backward(stack: _Stack, grads: _Stack, err: torch.Tensor, saved, h_last: to
     clock.lap("matmul")
     for i in range(len(saved) - 1, -1, -1):
         h_in, slope = saved[i]
+        if on_grad is not None:
+            on_grad(i, gh)
         gz = gh * slope
         gw, gb = grads.layers[i]
         torch.sum(gz, 1, keepdim=True, out=gb)
@@ -403,6 +409,9 @@ def _train(programs: Sequence[Program], groups: list[list[Net]], device: torch.d
     state = [_start(nets, n_cand, device) for nets in groups]
     dtype = state[0].cfg.torch_dtype
     act = make_interpreter(programs, device, dtype, kernel)
+    consts = act if hasattr(act, "start") else None  # trainable constants: per network and layer
+    if consts is not None:
+        consts.start([(g.stack, g.nets) for g in state], _Adam)
     with torch.no_grad():
         for step in range(max(g.steps for g in state)):
             live = [g for g in state if step < g.steps]
@@ -411,7 +420,7 @@ def _train(programs: Sequence[Program], groups: list[list[Net]], device: torch.d
             for g in live:
                 if step in {n.cfg.steps for n in g.nets}:
                     g.adam.lr = _rates(g.stack, g.nets, n_cand, step)
-            _step(live, act, n_cand, clock)
+            _step(live, act, n_cand, clock, consts, step)
             if device.type == "cpu" and step % 64 == 63:  # host memory: reading it back is no device sync
                 for g in live:
                     if bool((g.failed != 0).all()):
@@ -428,20 +437,25 @@ def _train(programs: Sequence[Program], groups: list[list[Net]], device: torch.d
         for g, id_loss, ood_loss in zip(state, id_losses, ood_losses, strict=True):
             _check(id_loss, g.failed, g.cfg.clip_loss)
             _record(g.failed, torch.where(torch.isfinite(ood_loss), 0, _NONFINITE))
-    return [_results(g, i, o, n_cand) for g, i, o in zip(state, id_losses, ood_losses, strict=True)]
+    results = [_results(g, i, o, n_cand) for g, i, o in zip(state, id_losses, ood_losses, strict=True)]
+    return results if consts is None else [consts.learned(g.stack, r) for g, r in zip(state, results, strict=True)]
 
 
-def _step(live: list[_Group], act: Callable, n_cand: int, clock: PhaseClock | _NoClock) -> None:
-    """One Adam step of every live group. Reads nothing back to the host (tests/test_batched.py checks it
-    on fake tensors, where any such read raises), so on a GPU it never waits for the device."""
+def _step(live: list[_Group], act: Callable, n_cand: int, clock: PhaseClock | _NoClock, consts=None,
+          step: int = 0) -> None:
+    """One Adam step of every live group (and of the activations' trainable constants, `consts`, when there are:
+    gpact.train.trainable). Reads nothing back to the host (tests/test_batched.py checks it on fake tensors,
+    where any such read raises), so on a GPU it never waits for the device."""
     clock.start()
     outs, saved, lasts = _forward([g.stack for g in live], [g.x for g in live], act, n_cand, True, clock)
     for g, out, sv, h_last in zip(live, outs, saved, lasts, strict=True):
         err = out - g.y
         _check(err.square().mean((1, 2)), g.failed, g.cfg.clip_loss)
         clock.lap("loss")
-        _backward(g.stack, g.grads, err, sv, h_last, clock)
+        _backward(g.stack, g.grads, err, sv, h_last, clock, consts and consts.grad_hook(g.stack))
         g.adam.step(g.grads.flat)
+        if consts is not None:
+            consts.step(g.stack, step)
         clock.lap("adam")
     if isinstance(clock, PhaseClock):
         clock.steps += 1

@@ -19,8 +19,8 @@ from gpact.train.protocol import draw
 from gpact.train.reference import WORST, Activation, TrainResult, train_reference
 from gpact.train.tasks import Task
 
-__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "median", "merge",
-           "run_key", "split_key", "task_of"]
+__all__ = ["WORST", "LOSS_FLOOR", "Fitness", "aggregate", "evaluate_reference", "geo_mean", "learned_summary",
+           "median", "merge", "run_key", "split_key", "task_of"]
 
 LOSS_FLOOR = 1e-12
 """Losses are floored here before taking logs, so an exact fit does not give log(0) = -inf."""
@@ -36,6 +36,7 @@ class Fitness:
     diverged: int  # how many (task, seed) trainings diverged
     reason: str = ""  # first failure reason, if any
     per_run: dict[str, float] = field(default_factory=dict)  # run_key(task, seed) -> OOD loss; WORST: failed
+    constants: dict[str, list[list[float]]] = field(default_factory=dict)  # run_key -> learned p(c) per layer
 
 
 def run_key(task: str, seed: int) -> str:
@@ -103,6 +104,8 @@ def aggregate(losses: dict[str, list[TrainResult]], seeds: Sequence[int] | None 
         reason=next((r.reason for r in failures if r.reason), ""),
         per_run={run_key(name, s): run_loss(r) for name, rs in losses.items()
                  for s, r in zip(range(len(rs)) if seeds is None else seeds, rs, strict=True)},
+        constants={run_key(name, s): [list(layer) for layer in r.constants] for name, rs in losses.items()
+                   for s, r in zip(range(len(rs)) if seeds is None else seeds, rs, strict=True) if r.constants},
     )
 
 
@@ -128,8 +131,30 @@ def merge(parts: Sequence[Fitness]) -> Fitness:
     id_loss = (WORST if any(p.id_loss >= WORST for p in parts) else
                math.exp(sum(w * math.log(max(p.id_loss, LOSS_FLOOR)) for w, p in zip(weights, parts, strict=True))
                         / sum(weights)))
+    constants: dict[str, list[list[float]]] = {}
+    for p in parts:
+        constants.update(p.constants)
     return Fitness(geo_mean(list(per_task.values())), id_loss, per_task, sum(p.diverged for p in parts),
-                   next((p.reason for p in parts if p.reason), ""), runs)
+                   next((p.reason for p in parts if p.reason), ""), runs, constants)
+
+
+def learned_summary(constants: dict[str, list[list[float]]], start: Sequence[float]) -> list[dict]:
+    """Per trainable constant (in `symbolic.trainables` order): its start value, the median over every network and
+    layer, and per hidden layer the median and spread (lowest, highest) over networks. [] when nothing learned."""
+    if not constants or not start:
+        return []
+    out = []
+    for j, c in enumerate(start):
+        by_layer: dict[int, list[float]] = {}
+        for layers in constants.values():
+            for i, values in enumerate(layers):
+                if j < len(values) and math.isfinite(values[j]):
+                    by_layer.setdefault(i, []).append(values[j])
+        pooled = [v for vs in by_layer.values() for v in vs]
+        out.append({"start": float(c), "median": median(pooled) if pooled else float(c),
+                    "layers": [{"median": median(vs), "lo": min(vs), "hi": max(vs), "networks": len(vs)}
+                               for _, vs in sorted(by_layer.items())]})
+    return out
 
 
 def evaluate_reference(

@@ -198,6 +198,10 @@ def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: t
     kernel = os.environ.get("GPACT_KERNEL", "auto") if kernel == "auto" else kernel
     if kernel not in KERNELS:
         raise ConfigError(f"unknown kernel '{kernel}' (choose from {', '.join(KERNELS)})")
+    if any(p.params for p in programs):  # trainable constants: one interpreter with their tangents
+        from gpact.train.trainable import ParamInterpreter
+
+        return ParamInterpreter(programs, device, dtype)
     if kernel == "loop" or (kernel == "auto" and device.type == "cpu"):
         return LoopInterpreter(programs, device, dtype)
     if kernel == "torch":
@@ -217,8 +221,14 @@ def make_interpreter(programs: Sequence[Program], device: torch.device, dtype: t
 
 
 def run_programs(programs: Sequence[Program], x: torch.Tensor, deriv: bool = True):
-    """Each program on the same input x (any shape); returns ([C, *x.shape] values, derivatives)."""
-    interp = Interpreter(programs, x.device, x.dtype)
+    """Each program on the same input x (any shape); returns ([C, *x.shape] values, derivatives). Trainable
+    constants, if any, at their start values."""
+    if any(p.params for p in programs):
+        from gpact.train.trainable import ParamInterpreter
+
+        interp = ParamInterpreter(programs, x.device, x.dtype)
+    else:
+        interp = Interpreter(programs, x.device, x.dtype)
     flat = x.reshape(1, -1).expand(len(programs), -1).contiguous()
     v, d = interp(flat, deriv)
     shape = (len(programs), *x.shape)

@@ -6,7 +6,7 @@ from bit-identical weights for the same seed and can be checked against each oth
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -43,12 +43,14 @@ def init_params(n_inputs: int, cfg: TrainConfig, seed: int) -> Params:
     return params
 
 
-def forward(params: Params, x: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """x @ W + b per layer; `act` after each hidden layer, none after the last."""
+def forward(params: Params, x: torch.Tensor,
+            act: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[[torch.Tensor], torch.Tensor]]
+            ) -> torch.Tensor:
+    """x @ W + b per layer; `act` after each hidden layer (or `act[i]` after hidden layer i), none after the last."""
     h = x
     last = len(params) - 1
     for i, (w, b) in enumerate(params):
         h = h @ w + b
         if i < last:
-            h = act(h)
+            h = act[i](h) if isinstance(act, Sequence) else act(h)
     return h

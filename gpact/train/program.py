@@ -22,7 +22,7 @@ batched evaluator scores that candidate on the reference path (slow, but exact).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 import torch
@@ -30,12 +30,18 @@ import torch
 from gpact import ops
 from gpact.errors import GpactError
 from gpact.expr.grammar import Grammar, Primitive
-from gpact.expr.symbolic import ARGS, X
+from gpact.expr.symbolic import ARGS, X, start_values, trainables
 from gpact.train.dual import apply_op
 
 MAX_REGS = 8  # scratch registers a program may use (the Triton kernel keeps them all live)
 X_REG = 0
 CONST = -1
+PARAM = -2  # operand PARAM - j: trainable constant j (`Program.params`); only `gpact.train.trainable` reads it
+
+
+def param_index(operand: int) -> int | None:
+    """j when an operand is trainable constant j, else None."""
+    return PARAM - operand if operand <= PARAM else None
 
 
 class ProgramError(GpactError):
@@ -56,9 +62,12 @@ class Program:
     instrs: tuple[Instr, ...]
     out: int  # register holding the result (0 when the formula is x itself)
     n_regs: int  # scratch registers used
+    params: tuple[float, ...] = ()  # start values of the trainable constants (operands PARAM - j), if any
 
     def __str__(self) -> str:
         def opnd(r: int, c: float) -> str:
+            if r <= PARAM:
+                return f"p{param_index(r)}"
             return f"{c:g}" if r == CONST else ("x" if r == X_REG else f"r{r}")
 
         lines = []
@@ -223,7 +232,8 @@ class _TooManyRegisters(Exception):
 
 def _lower(expr: sp.Expr, grammar: Grammar | None, max_regs: int, share: bool) -> Program:
     b = _Builder(grammar)
-    env = {X: -1}  # -1: the input
+    params = trainables(expr)
+    env = {X: -1, **{a: PARAM - j for j, a in enumerate(params)}}  # -1: the input; PARAM - j: constant j
     try:
         root = b.lower(expr, env)
     except RecursionError:
@@ -232,8 +242,11 @@ def _lower(expr: sp.Expr, grammar: Grammar | None, max_regs: int, share: bool) -
         return Program((Instr(ops.opcode("const"), 1, CONST, CONST, root),), 1, 1)
     if root == -1:
         return Program((), X_REG, 0)
+    if root <= PARAM:
+        root = b.node("copy", root)
     order = _schedule(b.nodes, root, share)
-    return _allocate(b.nodes, order, root, max_regs)
+    prog = _allocate(b.nodes, order, root, max_regs)
+    return replace(prog, params=start_values(expr)) if params else prog
 
 
 def _schedule(nodes: list[_Node], root: int, share: bool) -> list[int]:
@@ -299,6 +312,8 @@ def _allocate(nodes: list[_Node], order: list[int], root: int, max_regs: int) ->
                 c = a
             elif a == -1:
                 regs_c.append(X_REG)
+            elif a <= PARAM:
+                regs_c.append(a)
             else:
                 regs_c.append(reg_of[next(it)])
         regs_c += [X_REG] * (2 - len(regs_c))

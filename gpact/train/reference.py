@@ -30,6 +30,7 @@ class TrainResult:
     ood_loss: float  # MSE on the OOD split; WORST if diverged
     diverged: bool
     reason: str = ""  # "", "nonfinite", "diverged", "error: <short msg>"
+    constants: tuple[tuple[float, ...], ...] = ()  # learned trainable constants, per hidden layer (p(0.8))
 
 
 def _failed(reason: str) -> TrainResult:
@@ -64,9 +65,13 @@ def train_reference(act: Activation, task: Task, seed: int, cfg: TrainConfig = D
     init = init_params(x.shape[1], cfg, seed)
     params = [(w.to(x.device, dt).requires_grad_(), b.to(x.device, dt).requires_grad_()) for w, b in init]
     flat = [t for layer in params for t in layer]
+    consts, act = _layer_constants(act, cfg)
     try:
         with torch.enable_grad():
-            opt = torch.optim.Adam(flat, lr=cfg.lr)
+            groups = [{"params": flat}]
+            if consts:
+                groups.append({"params": consts, "lr": cfg.lr if cfg.const_lr is None else cfg.const_lr})
+            opt = torch.optim.Adam(groups, lr=cfg.lr)
             for _ in range(cfg.steps):
                 opt.zero_grad(set_to_none=True)
                 loss = torch.mean((forward(params, x, act) - y) ** 2)
@@ -87,4 +92,19 @@ def train_reference(act: Activation, task: Task, seed: int, cfg: TrainConfig = D
         return _failed(_error_reason(exc))
     if not math.isfinite(ood_loss):
         return _failed("nonfinite")
-    return TrainResult(min(id_loss, WORST), min(ood_loss, WORST), False)
+    learned = tuple(tuple(c.detach().double().tolist()) for c in consts)
+    return TrainResult(min(id_loss, WORST), min(ood_loss, WORST), False, constants=learned)
+
+
+def _layer_constants(act: Activation, cfg: TrainConfig) -> tuple[list[torch.Tensor], Activation | list]:
+    """A formula with trainable constants (a ParamFn) gets its own copy of them per hidden layer, trained with
+    the network; (those tensors, the activation of each layer). Anything else: ([], act)."""
+    init = getattr(act, "init", None)
+    if not init:
+        return [], act
+    consts = [torch.tensor(init, dtype=cfg.torch_dtype).requires_grad_() for _ in range(cfg.depth)]
+
+    def layer(c: torch.Tensor) -> Activation:
+        return lambda h: act.fn(h, *c.unbind())
+
+    return consts, [layer(c) for c in consts]

@@ -28,10 +28,11 @@ from gpact.config import TrainConfig
 from gpact.errors import ConfigError, FormulaError
 from gpact.expr.gate import excerpt
 from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.symbolic import start_values
 from gpact.expr.trees import Analysis, analyse, make_pset, parse_tree, printed_to_sympy, tree_to_sympy
 from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, REFERENCE
 from gpact.train.evaluate import evaluate_population
-from gpact.train.fitness import WORST, Fitness, geo_mean, median
+from gpact.train.fitness import WORST, Fitness, geo_mean, learned_summary, median
 from gpact.train.mlp import DEFAULT_CONFIG
 from gpact.train.partition import resolve
 from gpact.train.tasks import make_suite
@@ -55,6 +56,7 @@ class ScoreRow:
     per_task: dict[str, float] = field(default_factory=dict)  # task -> median OOD loss over seeds
     reason: str = ""
     is_reference: bool = False
+    learned: list[dict] = field(default_factory=list)  # trainable constants (fitness.learned_summary), if any
 
 
 @dataclass(frozen=True)
@@ -239,4 +241,6 @@ def _row(label: str, an: Analysis, fits: list[Fitness], ref: list[Fitness], is_r
         per_task=per_task,
         reason=next((f.reason for f in fits if f.reason), ""),
         is_reference=is_ref,
+        learned=learned_summary({f"{k}@{i}": v for i, f in enumerate(fits) for k, v in f.constants.items()},
+                                start_values(an.expr)),
     )
