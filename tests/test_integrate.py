@@ -149,6 +149,15 @@ def test_evolve_derivative_scores_integrals_counts_rejections_and_resumes(tmp_pa
             counted[reason] = counted.get(reason, 0) + n
         assert sum(g["rejections"].values()) == g["rejected"]
     assert summary["evolve"] == "derivative" and summary["rejections"] == counted
+    # export and gpact.nn take the integral the run trained, not the derivative tree
+    res = runner.invoke(main, ["export", str(whole), "--rank", "1", "--format", "sympy"])
+    assert res.exit_code == 0, res.output
+    from gpact.nn import Activation
+
+    best = rows[0]
+    _, an = formula_analysis(best["formula"], minimal)
+    want = compile_expr(an.expr, minimal)(XS.float()).double()
+    assert torch.allclose(Activation.from_run(whole, rank=1)(XS.float()).double(), want, rtol=1e-4, atol=1e-4)
 
     res = runner.invoke(main, [*RUN, "--generations", "0", "--out", str(tmp_path), "--run-id", "part"])
     assert res.exit_code == 0, res.output

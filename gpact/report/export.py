@@ -20,6 +20,7 @@ import sympy as sp
 from gpact import ops
 from gpact.errors import FormulaError, GpactError
 from gpact.expr.grammar import Grammar
+from gpact.expr.integrate import INTEGRATE_SECONDS, analyse_integral
 from gpact.expr.symbolic import ARGS, X, is_trainable, start_values, trainables
 from gpact.expr.trees import analyse, formula_to_sympy
 from gpact.run import checkpoint, rundir
@@ -60,8 +61,14 @@ def front_member(run_dir: Path, rank: int | None = None) -> Member:
         raise ExportError(f"{run_dir}: no rank {rank} on the front (ranks 1 to {len(rows)})")
     row = match[0]
     grammar = checkpoint.run_grammar(run_dir)
+    cfg = checkpoint.saved_config(run_dir)
     try:  # the tree goes through gpact's parser; the row's formula text is never used (it could hold anything)
-        an = analyse(formula_to_sympy(row["tree"], grammar), grammar)
+        expr = formula_to_sympy(row["tree"], grammar)
+        if cfg.get("evolve") == "derivative":  # the tree is a derivative: the run trained its integral
+            seconds = float(cfg.get("integrate_seconds", INTEGRATE_SECONDS))
+            an = analyse_integral(expr, grammar, max(4 * seconds, 30.0))  # it did integrate in the run
+        else:
+            an = analyse(expr, grammar)
     except FormulaError as exc:
         raise ExportError(f"{run_dir}: rank {rank}: {exc} (was the grammar extended in Python?)") from None
     return Member(rank, an.formula, an.expr, row["ood_score"], row["flops"], row["vs_gelu"], grammar, Path(run_dir),
