@@ -271,7 +271,7 @@ def _unit(cfg: RunConfig) -> str:
 def _legend(cfg: RunConfig, plan: Partition) -> str:
     """What each score column was selected on and tested on."""
     what = ("scores: ratios to GELU on each part's own tasks, exp(mean + CVaR of the worst quarter of tasks) of "
-            "log(OOD loss / GELU's), over what GELU's networks are expected to score (1: as good as GELU, lower is "
+            "log(OOD loss / GELU's yardstick), over the same of GELU's own networks (same seeds: GELU = 1, lower is "
             "better)" if cfg.objective == "tail"
             else "search score: geometric mean OOD loss; vs GELU: divided by GELU's")
     lines = [what] + [f"  {p:<10} {plan.describe(p)}: {ROLES[p]}" for p in PARTS]
