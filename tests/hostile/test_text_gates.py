@@ -221,7 +221,7 @@ def test_large_answers_are_read_quickly(answer):
         assert len(extract_candidates(answer)) <= 32
     except CandidateError:
         pass
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < 10.0  # about 0.1 s on an idle 2-core machine; a blow-up takes minutes
 
 
 @pytest.fixture
