@@ -61,7 +61,8 @@ def main() -> None:
 @click.option("--generations", type=int, default=RunConfig.generations, show_default=True,
               help="Generations after the initial population (on --resume: the new total).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=RunConfig.strategy, show_default=True,
-              help="How the next candidates are chosen: gp (NSGA-II over trees).")
+              help="How the next candidates are chosen: gp (NSGA-II over trees), surrogate (train the best-predicted "
+                   "functions of the grammar's template space; AQuaSurF).")
 @click.option("--time-limit", default="0", show_default=True,
               help="Stop at the first generation boundary after this wall time (90s, 30m, 2h); 0: none.")
 @click.option("--max-evals", type=int, default=RunConfig.max_evals, show_default=True,

@@ -14,7 +14,8 @@ from gpact.errors import ConfigError
 BACKENDS = ("serial", "process", "ray")  # where candidates are trained (gpact.backends)
 TRAIN_DTYPES = ("float32", "float64")
 OBJECTIVES = ("tail", "geomean")  # gpact.train.objective.Objective
-STRATEGIES = ("gp",)  # the keys of gpact.search.strategy.STRATEGIES, named here so the CLI starts without torch
+# the keys of gpact.search.strategy.STRATEGIES, named here so the CLI starts without torch
+STRATEGIES = ("gp", "surrogate")
 
 
 @dataclass(frozen=True)

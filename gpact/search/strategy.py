@@ -20,6 +20,7 @@ from gpact.search.accept import Acceptance
 from gpact.search.gp import Search
 from gpact.search.operators import Operator
 from gpact.search.records import GenerationStats, State
+from gpact.search.surrogate import SurrogateSearch
 from gpact.train.objective import Objective
 from gpact.train.tasks import Task
 
@@ -42,7 +43,10 @@ class Strategy(Protocol):
         """The population from a checkpoint's members ({"tree", "fitness", "crowding_dist"}), exactly."""
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"gp": Search}  # NSGA-II over trees
+STRATEGIES: dict[str, type[Strategy]] = {
+    "gp": Search,  # NSGA-II over trees
+    "surrogate": SurrogateSearch,  # AQuaSurF: train the best-predicted functions of a template space
+}
 
 
 def strategy_class(name: str) -> type[Strategy]:
