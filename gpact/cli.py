@@ -102,6 +102,9 @@ def main() -> None:
                    "networks; 1: every function trains on every network.")
 @click.option("--race-start", type=int, default=RunConfig.race_start, show_default=True,
               help="Racing: networks (task, seed) each new function trains on first.")
+@click.option("--prescreen", type=int, default=RunConfig.prescreen, show_default=True,
+              help="gp: make K times the children and train the surrogate's predicted best share (plus a few random "
+                   "ones); 0: off.")
 @click.option("--max-networks", type=int, default=RunConfig.max_networks, show_default=True,
               help="Stop at the first generation boundary after the search trained this many networks; 0: none.")
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=RunConfig.objective, show_default=True,
@@ -131,7 +134,8 @@ def main() -> None:
 @click.option("--chunk-timeout", type=float, default=0.0, show_default=True,
               help="Seconds a worker may spend on one chunk before it is replaced and the chunk re-run; 0: no limit.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
-        evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
+        evaluator, device, validation, test, race_eta, race_start, max_networks, prescreen, objective, out_dir,
+        run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
         workers, ray_address, chunk_timeout, strategy, protocol, depth, lr):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
@@ -152,7 +156,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     max_evals=max_evals, population=population, seed=seed, tasks=tasks,
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, validation=validation,
                     test=test, objective=objective, race_eta=race_eta, race_start=race_start,
-                    max_networks=max_networks,
+                    max_networks=max_networks, prescreen=prescreen,
                     out_dir=out_dir, run_id=run_id,
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
@@ -437,13 +441,32 @@ def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, mar
 @click.option("--kernel", type=click.Choice(["auto", "loop", "torch", "triton"]), default="auto", show_default=True,
               help="Activation interpreter of the batched evaluator (auto: loop on CPU, triton on CUDA).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-def bench_cmd(device, candidates, steps, naive_max, kernel, as_json):
+@click.option("--surrogate", is_flag=True,
+              help="Instead: replay searches on the shipped table of scored aquasurf functions (no training).")
+@click.option("--seeds", type=int, default=20, show_default=True, help="--surrogate: replays per search order.")
+@click.option("--batch", type=int, default=8, show_default=True, help="--surrogate: functions per surrogate batch.")
+@click.option("--model", type=click.Choice(["knn", "umap"]), default="knn", show_default=True,
+              help="--surrogate: the surrogate model (umap needs gpact[surrogate]).")
+@click.option("--gp-cap", type=int, default=600, show_default=True,
+              help="--surrogate: evaluations a GP replay may use; 0 skips the GP replays.")
+@click.option("--limit", type=int, default=0, show_default=True,
+              help="--surrogate: only the table's first N functions (a quick check); 0: all.")
+def bench_cmd(device, candidates, steps, naive_max, kernel, as_json, surrogate, seeds, batch, model, gp_cap, limit):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
-    on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2)."""
+    on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2).
+    With --surrogate: evaluations the surrogate, random order and GP need on the replay table."""
     import json
 
     from gpact.errors import ConfigError
     from gpact.report.bench import run_bench
+
+    if surrogate:
+        from gpact.report.replay import format_replay, run_replay
+
+        r = run_replay(seeds, batch, model, gp_cap, limit=limit, with_gp=gp_cap > 0,
+                       echo=lambda s: click.echo(s, err=True))
+        click.echo(json.dumps(r.to_dict()) if as_json else format_replay(r))
+        return
 
     if candidates < 1 or steps < 1 or naive_max < 1:
         raise ConfigError("--candidates, --steps and --naive-max must be >= 1")

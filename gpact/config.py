@@ -151,6 +151,7 @@ class RunConfig:
     race_eta: int = 3  # racing: the best 1/eta of each stage go on to eta times more networks; 1: no racing
     race_start: int = 4  # networks per new function in racing's first stage
     max_networks: int = 0  # stop once the search has trained this many networks (its training budget); 0: none
+    prescreen: int = 0  # gp: make this many times the children, train the surrogate's best share; 0 or 1: off
     protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
 
     def __post_init__(self) -> None:
@@ -169,6 +170,7 @@ class RunConfig:
             (self.proxy_check >= 0, "proxy_check must be >= 0"),
             (self.race_eta >= 1 and self.race_start >= 1, "race_eta and race_start must be >= 1"),
             (self.max_networks >= 0, "max_networks must be >= 0 (0: no limit)"),
+            (self.prescreen >= 0, "prescreen must be >= 0 (0: off)"),
         ]
         _check(checks)
 

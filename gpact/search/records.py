@@ -66,6 +66,7 @@ class GenerationStats:
     llm: dict = field(default_factory=dict)  # LLMOperator.stats() for this generation, when the LLM is on
     networks: int = 0  # networks the search has trained so far (all generations)
     stages: list[int] = field(default_factory=list)  # new functions of this generation that reached each stage
+    predicted: dict[str, float] = field(default_factory=dict)  # --prescreen: tree -> predicted log score, trained ones
 
 
 def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp",
