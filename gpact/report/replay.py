@@ -32,8 +32,8 @@ from gpact.expr.fingerprint import fingerprint
 from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.trees import formula_to_sympy
 from gpact.search.records import State
-from gpact.search.surrogate import KNOWN, target
-from gpact.search.surrogate_model import FEATURE_SETS, Features, KNNSurrogate, make_surrogate
+from gpact.search.surrogate import KNOWN
+from gpact.search.surrogate_model import FEATURE_SETS, Features, KNNSurrogate, make_surrogate, target
 from gpact.train.features import fisher_features, output_features
 from gpact.train.fitness import WORST, Fitness, run_key
 from gpact.train.tasks import make_suite, make_task

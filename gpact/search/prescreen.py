@@ -13,7 +13,7 @@ from gpact.config import TrainConfig
 from gpact.expr.grammar import Grammar
 from gpact.expr.trees import formula_to_sympy
 from gpact.search.records import State
-from gpact.search.surrogate_model import Features, KNNSurrogate
+from gpact.search.surrogate_model import Features, KNNSurrogate, target
 from gpact.train.features import fisher_features, output_features
 from gpact.train.tasks import Task
 
@@ -32,8 +32,6 @@ def _rows(trees: list[str], grammar: Grammar, task: Task, cfg: TrainConfig, cach
 def predict_children(children: list, state: State, grammar: Grammar, task: Task, cfg: TrainConfig,
                      cache: dict) -> np.ndarray:
     """Predicted log score of each child (lower is better), from the records trained so far."""
-    from gpact.search.surrogate import target
-
     recs = list(state.records.values())
     trees = [r.tree for r in recs] + [str(c) for c in children]
     rows = _rows(trees, grammar, task, cfg, cache)

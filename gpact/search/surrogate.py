@@ -31,7 +31,7 @@ from gpact.search.accept import Acceptance
 from gpact.search.gp import SEED_FORMULAS, Search
 from gpact.search.operators import Operator
 from gpact.search.records import GenerationStats, State
-from gpact.search.surrogate_model import Features, make_surrogate
+from gpact.search.surrogate_model import Features, make_surrogate, target
 from gpact.train.features import FeatureCache, fisher_features, output_features
 from gpact.train.fitness import WORST
 from gpact.train.objective import Objective
@@ -44,11 +44,6 @@ if TYPE_CHECKING:
 KNOWN = SEED_FORMULAS + ("swish(x)", "elu(x)", "selu(x)", "softsign(x)", "erf(x)", "atan(x)", "asinh(x)",
                          "abs(x)", "log_sigmoid(x)", "hard_sigmoid(x)")
 SURROGATE_MODEL = "knn"  # measured on the replay table (gpact bench --surrogate); umap needs umap-learn
-
-
-def target(scores: Sequence[float]) -> np.ndarray:
-    """What the surrogate regresses: log of the score (ratios and losses span decades), failures capped."""
-    return np.log(np.clip(np.asarray(scores, dtype=np.float64), 1e-12, WORST))
 
 
 class Space:

@@ -21,8 +21,14 @@ from typing import Protocol
 import numpy as np
 
 from gpact.errors import ConfigError
+from gpact.train.fitness import WORST
 
 FEATURE_SETS = ("outputs", "fisher", "both")
+
+
+def target(scores) -> np.ndarray:
+    """What a surrogate regresses: log of the score (ratios and losses span decades), failures capped."""
+    return np.log(np.clip(np.asarray(scores, dtype=np.float64), 1e-12, WORST))
 
 
 @dataclass(frozen=True)
@@ -45,14 +51,19 @@ class Surrogate(Protocol):
         """Predicted scores of rows `query`, from the rows `known` and their scores (lower is better)."""
 
 
-def standardised(features: Features, which: str = "both") -> np.ndarray:
-    """The chosen blocks side by side: each column z-scored over all rows, each block divided by the square
-    root of its column count (so every block has total variance 1 and weighs the same in a distance)."""
+def standardised(features: Features, which: str = "both", components: int = 16) -> np.ndarray:
+    """The chosen blocks side by side: each column z-scored over all rows, each block reduced to its first
+    `components` principal components (over all rows: cheap distances, noise dropped) and scaled to total
+    variance 1, so every block weighs the same in a distance."""
     parts = []
     for block in features.blocks(which):
         sd = block.std(axis=0)
         z = (block - block.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-        parts.append(z / np.sqrt(block.shape[1]))
+        if z.shape[1] > components:
+            u, sv, _ = np.linalg.svd(z, full_matrices=False)
+            z = u[:, :components] * sv[:components]
+        total = np.sqrt((z**2).sum() / max(1, len(z)))
+        parts.append(z / (total if total > 0 else 1.0))
     return np.concatenate(parts, axis=1)
 
 
