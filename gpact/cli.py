@@ -447,11 +447,14 @@ def transfer_cmd(formulas, dataset, seeds, grammar, width, depth, steps, lr, mar
 @click.option("--batch", type=int, default=8, show_default=True, help="--surrogate: functions per surrogate batch.")
 @click.option("--model", type=click.Choice(["knn", "umap"]), default="knn", show_default=True,
               help="--surrogate: the surrogate model (umap needs gpact[surrogate]).")
-@click.option("--gp-cap", type=int, default=600, show_default=True,
+@click.option("--gp-cap", type=int, default=300, show_default=True,
               help="--surrogate: evaluations a GP replay may use; 0 skips the GP replays.")
+@click.option("--gp-seeds", type=int, default=0, show_default=True,
+              help="--surrogate: GP replays (each costs sympy work per tree); 0: --seeds.")
 @click.option("--limit", type=int, default=0, show_default=True,
               help="--surrogate: only the table's first N functions (a quick check); 0: all.")
-def bench_cmd(device, candidates, steps, naive_max, kernel, as_json, surrogate, seeds, batch, model, gp_cap, limit):
+def bench_cmd(device, candidates, steps, naive_max, kernel, as_json, surrogate, seeds, batch, model, gp_cap, gp_seeds,
+              limit):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2).
     With --surrogate: evaluations the surrogate, random order and GP need on the replay table."""
@@ -463,7 +466,7 @@ def bench_cmd(device, candidates, steps, naive_max, kernel, as_json, surrogate, 
     if surrogate:
         from gpact.report.replay import format_replay, run_replay
 
-        r = run_replay(seeds, batch, model, gp_cap, limit=limit, with_gp=gp_cap > 0,
+        r = run_replay(seeds, batch, model, gp_cap, limit=limit, with_gp=gp_cap > 0, gp_seeds=gp_seeds,
                        echo=lambda s: click.echo(s, err=True))
         click.echo(json.dumps(r.to_dict()) if as_json else format_replay(r))
         return

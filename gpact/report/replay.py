@@ -146,7 +146,7 @@ def gp_order(table: Table, grammar: Grammar, seed: int, cap: int, analyses: dict
     while len(order) < cap and not stop(order):
         before = state.evaluations
         pop, _ = search.step(pop, state)
-        order = [index[k] for k in state.records if k in index]
+        order = [index.get(k, -1) for k in state.records]  # a miss (-1) still cost an evaluation
         if state.evaluations == before and state.generation > 50:
             break  # no new function for a while: the run is stuck
     return order[:cap], backend.misses
@@ -164,6 +164,7 @@ class ReplayResult:
     spread: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # order -> min/max per target
     spearman: dict[str, float] = field(default_factory=dict)  # feature set -> median Spearman
     gp_cap: int = 0
+    gp_seeds: int = 0
     gp_misses: int = 0
 
     def to_dict(self) -> dict:
@@ -181,9 +182,10 @@ def _ranks(v: np.ndarray) -> np.ndarray:
     return (starts + (counts - 1) / 2.0)[inv]
 
 
-def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int = 600, table_path: str | Path = TABLE,
+def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int = 300, table_path: str | Path = TABLE,
                limit: int = 0, fit_share: float = 0.2, echo: Callable[[str], None] = lambda s: None,
-               with_gp: bool = True) -> ReplayResult:
+               with_gp: bool = True, gp_seeds: int = 0) -> ReplayResult:
+    """See the module doc; `gp_seeds` (0: `seeds`) limits the GP replays, which cost sympy work per tree."""
     if seeds < 1 or batch < 1:
         raise ConfigError("--seeds and --batch must be >= 1")
     surrogate = make_surrogate(model)  # first: a missing umap-learn is reported before any work
@@ -201,7 +203,8 @@ def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int 
         if i is not None and i not in known:
             known.append(i)
     top, best = _targets(table.scores)
-    res = ReplayResult(table.size, table.protocol, seeds, batch, model, gp_cap=gp_cap if with_gp else 0)
+    res = ReplayResult(table.size, table.protocol, seeds, batch, model, gp_cap=gp_cap if with_gp else 0,
+                       gp_seeds=min(gp_seeds or seeds, seeds) if with_gp else 0)
     runs: dict[str, list[tuple[int, int]]] = {"random": [], "surrogate": []}
     if with_gp:
         runs["gp"] = []
@@ -212,11 +215,12 @@ def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int 
         runs["random"].append(_reached(perm, top, best))
         order = surrogate_order(table, feats, known, surrogate, batch, s, lambda o: best in o)
         runs["surrogate"].append(_reached(order, top, best))
-        if with_gp:
+        if with_gp and s < (gp_seeds or seeds):
             gorder, misses = gp_order(table, grammar, s, gp_cap, analyses, lambda o: best in o)
             res.gp_misses += misses
-            runs["gp"].append(_reached(gorder, top, best) if gorder else (gp_cap + 1, gp_cap + 1))
-        echo(f"seed {s}: " + "  ".join(f"{k} {v[-1][0]}/{v[-1][1]}" for k, v in runs.items()))
+            never = len(gorder) + 1  # not reached before the cap (or before the run got stuck): counted as cap + 1
+            runs["gp"].append(tuple(v if v != never else gp_cap + 1 for v in _reached(gorder, top, best)))
+        echo(f"seed {s}: " + "  ".join(f"{k} {v[-1][0]}/{v[-1][1]}" for k, v in runs.items() if len(v) == s + 1))
     for name, pairs in runs.items():
         arr = np.array(pairs, dtype=float)
         if name == "gp":  # never reached within the cap: counted as cap + 1 (a lower bound)
@@ -252,7 +256,8 @@ def format_replay(r: ReplayResult) -> str:
              f"{'order':<10} {'top 1%':>22} {'best':>22}"]
     for name, ev in r.evals.items():
         sp = r.spread[name]
-        cap = f"  (capped at {r.gp_cap}; {r.gp_misses} lookups missed)" if name == "gp" else ""
+        cap = (f"  ({r.gp_seeds} seeds, capped at {r.gp_cap}; {r.gp_misses} lookups missed)" if name == "gp"
+               else "")
         lines.append(f"{name:<10} {ev['top1%']:>8g} [{sp['top1%'][0]:g}-{sp['top1%'][1]:g}]"
                      f"{'':>4} {ev['best']:>8g} [{sp['best'][0]:g}-{sp['best'][1]:g}]{cap}")
     if "random" in r.evals and "surrogate" in r.evals:
