@@ -18,7 +18,9 @@ the true scores, fitted on a random `fit_share` of the table and tested on the r
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,11 +36,13 @@ from gpact.expr.trees import formula_to_sympy
 from gpact.search.records import State
 from gpact.search.surrogate import KNOWN
 from gpact.search.surrogate_model import FEATURE_SETS, Features, KNNSurrogate, make_surrogate, target
-from gpact.train.features import fisher_features, output_features
+from gpact.train.features import FeatureCache, fisher_features, output_features
 from gpact.train.fitness import WORST, Fitness, run_key
 from gpact.train.tasks import make_suite, make_task
 
 TABLE = Path(__file__).parent / "data" / "aquasurf_replay.csv"
+FISHER_NET = TrainConfig(width=16, depth=2)  # the table's networks (benchmarks/build_replay_table.py)
+FEATURES_VERSION = 1  # bump when gpact.train.features changes what it computes (cached features go stale)
 
 
 @dataclass
@@ -70,12 +74,34 @@ def load_table(path: str | Path = TABLE, limit: int = 0) -> Table:
                  np.array([float(r["score"]) for r in rows]), tasks, protocol)
 
 
-def table_features(table: Table, grammar: Grammar) -> Features:
-    """Features as the surrogate strategy computes them (the Fisher batch: the table's first task)."""
-    exprs = [formula_to_sympy(f, grammar) for f in table.formulas]
+def cache_dir() -> Path:
+    """Where replay features are kept between benches (deterministic, so safe to reuse): $XDG_CACHE_HOME/gpact."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpact" / "replay"
+
+
+def table_features(table: Table, grammar: Grammar, cache: Path | None = None) -> Features:
+    """Features as the surrogate strategy computes them (the Fisher batch: the table's first task), cached per
+    fingerprint under `cache` (a folder named after the table's protocol)."""
     task = make_task(table.tasks[0], n_train=128, n_ood=128)
-    return Features(output_features(exprs, grammar),
-                    fisher_features(exprs, grammar, task.x_train, task.y_train, TrainConfig(width=16, depth=2)))
+    exprs: dict[int, object] = {}
+
+    def expr(i: int):
+        if i not in exprs:
+            exprs[i] = formula_to_sympy(table.formulas[i], grammar)
+        return exprs[i]
+
+    def outs(idx):
+        return output_features([expr(i) for i in idx], grammar)
+
+    def fisher(idx):
+        return fisher_features([expr(i) for i in idx], grammar, task.x_train, task.y_train, FISHER_NET)
+
+    if cache is None:
+        every = list(range(table.size))
+        return Features(outs(every), fisher(every))
+    folder = cache / hashlib.sha1(f"{table.protocol}|{FEATURES_VERSION}".encode()).hexdigest()[:12]
+    return Features(FeatureCache(folder, "outputs").get(table.keys, outs),
+                    FeatureCache(folder, "fisher").get(table.keys, fisher))
 
 
 def _targets(scores: np.ndarray) -> tuple[set[int], int]:
@@ -192,7 +218,7 @@ def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int 
     table = load_table(table_path, limit)
     grammar = load_grammar("aquasurf")
     echo(f"replay table: {table.size} functions; features ...")
-    feats = table_features(table, grammar)
+    feats = table_features(table, grammar, cache_dir())
     index = {k: i for i, k in enumerate(table.keys)}
     known = []
     for text in KNOWN:
