@@ -34,8 +34,10 @@ def test_missing_umap_learn_is_a_one_line_hint(monkeypatch):
     assert res.output.strip().splitlines()[-1].startswith("gpact: ") and 'gpact[surrogate]' in res.output
 
 
-def test_bench_surrogate_replays_the_shipped_table_as_json():
+def test_bench_surrogate_replays_the_shipped_table_as_json(tmp_path, monkeypatch):
     import json
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the replay's feature cache
 
     res = CliRunner().invoke(main, ["bench", "--surrogate", "--limit", "80", "--seeds", "2", "--batch", "4",
                                     "--gp-cap", "24", "--json"])
@@ -47,3 +49,4 @@ def test_bench_surrogate_replays_the_shipped_table_as_json():
         assert 1 <= ev["top1%"] <= ev["best"] <= cap
     assert set(r["spearman"]) == {"outputs", "fisher", "both"} and all(-1 <= v <= 1 for v in r["spearman"].values())
     assert "protocol" in r and "Adam" in r["protocol"]
+    assert len(list(tmp_path.rglob("features-*.npz"))) == 2
