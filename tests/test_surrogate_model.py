@@ -43,7 +43,7 @@ def test_bench_surrogate_replays_the_shipped_table_as_json(tmp_path, monkeypatch
                                     "--gp-cap", "24", "--json"])
     assert res.exit_code == 0, res.output
     r = json.loads(res.output.strip().splitlines()[-1])
-    assert r["size"] == 80 and r["seeds"] == 2 and set(r["evals"]) == {"random", "surrogate", "gp"}
+    assert r["size"] == 80 and r["seeds"] == 2 and set(r["evals"]) == {"random", "surrogate", "surrogate-cold", "gp"}
     for name, ev in r["evals"].items():
         cap = 25 if name == "gp" else 81
         assert 1 <= ev["top1%"] <= ev["best"] <= cap

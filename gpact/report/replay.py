@@ -7,7 +7,9 @@ and its best function:
 
 - random: a random permutation of the space;
 - surrogate: the surrogate strategy's order (gpact.search.surrogate): the known activations and random
-  functions up to one batch, then repeatedly the batch the model predicts best, refitted on what was seen;
+  functions up to one batch, then repeatedly the batch the model predicts best, refitted on what was seen
+  (with at least one batch of known activations it does not depend on the seed);
+- surrogate-cold: the same from a first batch drawn at random (what the model alone is worth);
 - gp: the GP strategy itself (gpact.search.gp.Search, NSGA-II in the template) with a backend that looks
   scores up in the table instead of training (capped at `gp_cap` evaluations; slower: sympy per tree).
 
@@ -231,7 +233,7 @@ def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int 
     top, best = _targets(table.scores)
     res = ReplayResult(table.size, table.protocol, seeds, batch, model, gp_cap=gp_cap if with_gp else 0,
                        gp_seeds=min(gp_seeds or seeds, seeds) if with_gp else 0)
-    runs: dict[str, list[tuple[int, int]]] = {"random": [], "surrogate": []}
+    runs: dict[str, list[tuple[int, int]]] = {"random": [], "surrogate": [], "surrogate-cold": []}
     if with_gp:
         runs["gp"] = []
     analyses: dict = {}
@@ -241,6 +243,8 @@ def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int 
         runs["random"].append(_reached(perm, top, best))
         order = surrogate_order(table, feats, known, surrogate, batch, s, lambda o: best in o)
         runs["surrogate"].append(_reached(order, top, best))
+        cold = surrogate_order(table, feats, [], surrogate, batch, s, lambda o: best in o)
+        runs["surrogate-cold"].append(_reached(cold, top, best))
         if with_gp and s < (gp_seeds or seeds):
             gorder, misses = gp_order(table, grammar, s, gp_cap, analyses, lambda o: best in o)
             res.gp_misses += misses
