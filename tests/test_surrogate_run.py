@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 from test_cli_runs import ENV, HOOK, _wait_for
 
+from gpact.expr.fingerprint import fingerprint
+from gpact.expr.grammar import load_grammar
+from gpact.expr.trees import formula_to_sympy
+
 GRAMMAR = str(Path(__file__).resolve().parent / "data" / "tiny_space.yaml")
 ARGS = ["run", "--strategy", "surrogate", "--grammar", GRAMMAR, "--max-evals", "12", "--population", "4",
         "--seed", "1", "--tasks", "smoke", "--train-seeds", "1", "--steps", "5", "--width", "4", "--validation", "",
@@ -45,7 +49,9 @@ def test_surrogate_run_trains_known_activations_first_then_predicted_batches(ref
     assert "gen   2/" in stdout and "stopped by max evals" in stdout and (run_dir / "pareto.csv").exists()
     feats = {p.name: np.load(p) for p in run_dir.glob("features-*.npz")}
     assert set(feats) == {"features-outputs.npz", "features-fisher.npz"}
-    assert {r["key"] for r in rows} <= set(feats["features-fisher.npz"]["keys"].tolist())
+    g = load_grammar(GRAMMAR)  # features are keyed by the fingerprint of the tree as written (records: simplified)
+    written = {fingerprint(formula_to_sympy(r["tree"], g), g) for r in rows}
+    assert written <= set(feats["features-fisher.npz"]["keys"].tolist())
     assert json.loads((run_dir / "config.json").read_text())["strategy"] == "surrogate"
 
 
