@@ -73,7 +73,8 @@ def main() -> None:
               help="Generations after the initial population (on --resume: the new total).")
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=RunConfig.strategy, show_default=True,
               help="How the next candidates are chosen: gp (NSGA-II over trees); gradient (GrafS supernets over the "
-                   "grammar's template, e.g. --grammar grafs: README 'Gradient strategy').")
+                   "grammar's template, e.g. --grammar grafs: README 'Gradient strategy'); surrogate (train the "
+                   "best-predicted functions of the grammar's template space; AQuaSurF).")
 @click.option("--evolve", type=click.Choice(list(EVOLVE)), default=RunConfig.evolve, show_default=True,
               help="What a tree is: the activation, or its derivative (scored as its integral, f(0) = 0; trees "
                    "sympy cannot integrate in closed form in the time box are rejected, counted by reason).")
@@ -118,6 +119,9 @@ def main() -> None:
                    "networks; 1: every function trains on every network.")
 @click.option("--race-start", type=int, default=RunConfig.race_start, show_default=True,
               help="Racing: networks (task, seed) each new function trains on first.")
+@click.option("--prescreen", type=int, default=RunConfig.prescreen, show_default=True,
+              help="gp: make K times the children and train the surrogate's predicted best share (plus a few random "
+                   "ones); 0: off.")
 @click.option("--max-networks", type=int, default=RunConfig.max_networks, show_default=True,
               help="Stop at the first generation boundary after the search trained this many networks; 0: none.")
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)), default=RunConfig.objective, show_default=True,
@@ -160,7 +164,8 @@ def main() -> None:
               help="Ephemeral constants become trainable, p(c): each network learns them per layer; the score is "
                    "after training them, and the front shows the learned values.")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
-        evaluator, device, validation, test, race_eta, race_start, max_networks, objective, out_dir, run_id,
+        evaluator, device, validation, test, race_eta, race_start, max_networks, prescreen, objective, out_dir,
+        run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
         workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve, integrate_seconds, restarts,
         search_steps, warm_steps, mixture, split,
@@ -183,7 +188,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
                     max_evals=max_evals, population=population, seed=seed, tasks=tasks,
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, validation=validation,
                     test=test, objective=objective, race_eta=race_eta, race_start=race_start,
-                    max_networks=max_networks,
+                    max_networks=max_networks, prescreen=prescreen,
                     out_dir=out_dir, run_id=run_id,
                     llm=LLMConfig(base_url=llm_base_url, model=llm_model, api_key_env=llm_api_key_env, rate=llm_rate,
                                   mutation_rate=llm_mutation_rate, max_calls=llm_max_calls, timeout=llm_timeout),
@@ -549,15 +554,35 @@ def transfer_cmd(formulas, dataset, task, seeds, grammar, width, depth, steps, l
 @click.option("--gradient", is_flag=True, help="Instead: one restart of the gradient strategy (default tasks, "
               "network and GradientConfig) against ordinary trainings of the same networks, in turns.")
 @click.option("--restarts", type=int, default=1, show_default=True, help="With --gradient: supernets per search.")
+@click.option("--surrogate", is_flag=True,
+              help="Instead: replay searches on the shipped table of scored aquasurf functions (no training).")
+@click.option("--seeds", type=int, default=20, show_default=True, help="--surrogate: replays per search order.")
+@click.option("--batch", type=int, default=8, show_default=True, help="--surrogate: functions per surrogate batch.")
+@click.option("--model", type=click.Choice(["knn", "umap"]), default="knn", show_default=True,
+              help="--surrogate: the surrogate model (umap needs gpact[surrogate]).")
+@click.option("--gp-cap", type=int, default=300, show_default=True,
+              help="--surrogate: evaluations a GP replay may use; 0 skips the GP replays.")
+@click.option("--gp-seeds", type=int, default=0, show_default=True,
+              help="--surrogate: GP replays (each costs sympy work per tree); 0: --seeds.")
+@click.option("--limit", type=int, default=0, show_default=True,
+              help="--surrogate: only the table's first N functions (a quick check); 0: all.")
 def bench_cmd(device, candidates, setting, steps, naive_max, kernel, repeat, naive_threads, roofline, as_json, gradient,
-              restarts):
+              restarts, surrogate, seeds, batch, model, gp_cap, gp_seeds, limit):
     """Trainings per second: the reference evaluator (one network at a time) against the batched one,
     on the reference protocol (MLP 1-64-64-1, Adam lr 1e-2, 512 points, y = sin(3x) + x^2) or the search
-    setting."""
+    setting. With --surrogate: evaluations the surrogate, random order and GP need on the replay table."""
     import json
 
     from gpact.errors import ConfigError
     from gpact.report.bench import run_bench, run_gradient_bench
+
+    if surrogate:
+        from gpact.report.replay import format_replay, run_replay
+
+        r = run_replay(seeds, batch, model, gp_cap, limit=limit, with_gp=gp_cap > 0, gp_seeds=gp_seeds,
+                       echo=lambda s: click.echo(s, err=True))
+        click.echo(json.dumps(r.to_dict()) if as_json else format_replay(r))
+        return
 
     if gradient:
         if restarts < 1 or repeat < 1:

@@ -15,7 +15,8 @@ BACKENDS = ("serial", "process", "ray")  # where candidates are trained (gpact.b
 TRAIN_DTYPES = ("float32", "float64")
 OBJECTIVES = ("tail", "geomean")  # gpact.train.objective.Objective
 EVOLVE = ("activation", "derivative")  # what a tree is: the activation, or its derivative (gpact.expr.integrate)
-STRATEGIES = ("gp", "gradient")  # gpact.search.strategy.STRATEGIES keys, named here so the CLI starts without torch
+# gpact.search.strategy.STRATEGIES keys, named here so the CLI starts without torch
+STRATEGIES = ("gp", "gradient", "surrogate")
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class RunConfig:
     race_eta: int = 3  # racing: the best 1/eta of each stage go on to eta times more networks; 1: no racing
     race_start: int = 4  # networks per new function in racing's first stage
     max_networks: int = 0  # stop once the search has trained this many networks (its training budget); 0: none
+    prescreen: int = 0  # gp: make this many times the children, train the surrogate's best share; 0 or 1: off
     protocol: ProtocolDist = field(default_factory=ProtocolDist)  # per-network training protocols; fixed(): off
     evolve: str = "activation"  # or "derivative": trees are derivatives, scored as their integrals
     integrate_seconds: float = 5.0  # `evolve` derivative: sympy's time box per integral (gpact.expr.integrate)
@@ -208,6 +210,7 @@ class RunConfig:
             (0 < self.integrate_seconds <= 3600, "integrate_seconds must be in (0, 3600]"),
             (self.evolve == "activation" or not self.llm.wanted,
              "--evolve derivative does not work with the LLM operator (it writes activations, not derivatives)"),
+            (self.prescreen >= 0, "prescreen must be >= 0 (0: off)"),
         ]
         _check(checks)
 

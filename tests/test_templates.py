@@ -2,6 +2,8 @@
 and the bottom-up distinct-function count against brute force."""
 
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,11 +161,25 @@ def test_function_keys_equal_for_equal_functions():
     assert isinstance(k, np.ndarray)
 
 
-def test_aquasurf_distinct_count_is_in_the_papers_range():
+def test_aquasurf_count_through_enumerate_is_the_documented_one():
+    """`gpact enumerate` prints the count the grammar's header explains against the paper's 2,913."""
+
+
+    from click.testing import CliRunner
+
+    from gpact.cli import main
+
+    out = CliRunner().invoke(main, ["enumerate", "--grammar", "aquasurf", "--template", "unit"])
+    assert out.exit_code == 0, out.output
+    names, distinct = (int(v.replace(",", "")) for v in re.findall(r"([\d,]+) (?:names|distinct)", out.output))
+    header = Path(load_grammar("aquasurf").path).read_text()
+    assert names == 5103 and f"counts {distinct:,} distinct" in header
+
+
+def test_aquasurf_hard_sigmoid_is_the_papers_keras_definition():
     g = load_grammar("aquasurf")
-    r = count_distinct("unit", g)
-    # the paper reports 2,913 with its own operator definitions; ours protect div/pow/reciprocal
-    assert r.names == 5103 and 2700 < r.distinct < 3200
+    x = torch.tensor([-3.0, -2.5, -1.0, 0.0, 1.0, 2.5, 3.0], dtype=torch.float64)
+    assert torch.allclose(g.primitives["hard_sigmoid"].fn(x), torch.clamp(0.2 * x + 0.5, 0, 1))
 
 
 def _with_templates(templates):

@@ -132,6 +132,8 @@ def _run(cfg: RunConfig | None, echo: Callable[[str], None], grammar: Grammar | 
         search: Strategy = strategy_cls(cfg, grammar, tasks, backend,
                                         make_operators(grammar, pset, accept.templates, llm), accept, pset,
                                         objective=objective)
+        if hasattr(search, "run_dir"):  # strategies that keep files of their own (the surrogate's features)
+            search.run_dir = out
         if hasattr(search, "race"):
             echo(f"racing: {search.race.plan.describe()}")
         echo(f"training: {_protocol(cfg)}")

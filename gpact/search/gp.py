@@ -69,6 +69,7 @@ class Search:
         self.mutations = [op for op in self.operators if op.parents == 1]
         self.seeds = list(range(cfg.train_seeds))
         self._analysis: dict[str, Analysis] = {}
+        self._features: dict[str, tuple] = {}  # --prescreen: tree text -> (outputs, fisher) feature rows
         lim = grammar.limits
         self.toolbox = base.Toolbox()
         self.toolbox.register("expr", gp.genHalfAndHalf, pset=self.pset, min_=lim.init_min_height,
@@ -163,6 +164,25 @@ class Search:
         child.origin = origin  # DEAP's clone (deepcopy) keeps it; the record of a new function takes it
         return child
 
+    def prescreened(self, parents: list, pop: list, state: State, ctx: Context) -> tuple[list, dict[str, float]]:
+        """`--prescreen K`: K rounds of children, of which the surrogate's best-predicted share is kept (plus an
+        eighth drawn at random, so the model also learns away from its own picks). Returns the kept children and
+        the predicted log scores of the kept ones."""
+        from gpact.search.prescreen import predict_children
+
+        seen = {str(p) for p in pop}
+        pool = [child for _ in range(self.cfg.prescreen) for child in self.vary(parents, seen, ctx)]
+        want = len(parents)
+        if len(pool) <= want or not state.records:
+            return pool[:want], {}
+        pred = predict_children(pool, state, self.grammar, self.tasks[0], self.cfg.train, self._features)
+        n_random = max(1, want // 8)
+        order = sorted(range(len(pool)), key=lambda i: (pred[i], i))
+        kept = order[: want - n_random]
+        rest = order[want - n_random:]
+        kept += random.sample(rest, min(n_random, len(rest)))
+        return [pool[i] for i in kept], {str(pool[i]): float(pred[i]) for i in kept}
+
     @property
     def cx_share(self) -> float:
         total = self.cfg.cx_prob + self.cfg.mut_prob
@@ -246,6 +266,7 @@ class Search:
         """Evaluate what needs it, select the next population, and advance `state` by one generation."""
         t0 = time.perf_counter()
         before = dict(state.rejections)
+        predicted: dict[str, float] = {}
         for op in self.operators:
             if hasattr(op, "new_generation"):
                 op.new_generation(state.generation)
@@ -254,7 +275,11 @@ class Search:
             pop = tools.selNSGA2(pop, self.cfg.mu)
         else:
             parents = tools.selTournamentDCD(pop, len(pop))
-            offspring = self.vary(parents, {str(p) for p in pop}, Context(self.analysis, state.records))
+            ctx = Context(self.analysis, state.records)
+            if self.cfg.prescreen > 1:
+                offspring, predicted = self.prescreened(parents, pop, state, ctx)
+            else:
+                offspring = self.vary(parents, {str(p) for p in pop}, ctx)
             new, hits, rejected = self.evaluate(offspring, state, progress)
             pop = tools.selNSGA2(pop + offspring, self.cfg.mu)
         state.population = [str(p) for p in pop]
@@ -269,7 +294,9 @@ class Search:
                                 min((r.ood_score for r in front), default=WORST), len(front), state.elapsed,
                                 reports, state.networks,
                                 [sum(s >= k for s in reached) for k in range(self.race.plan.final + 1)],
-                                {k: n - before.get(k, 0) for k, n in state.rejections.items() if n > before.get(k, 0)})
+                                rejections={k: n - before.get(k, 0) for k, n in state.rejections.items()
+                                            if n > before.get(k, 0)},
+                                predicted=predicted)
         state.generation += 1
         return pop, stats
 

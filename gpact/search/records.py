@@ -77,6 +77,7 @@ class GenerationStats:
     stages: list[int] = field(default_factory=list)  # new functions of this generation that reached each stage
     rejections: dict[str, int] = field(default_factory=dict)  # this generation's rejected trees, by reason
     alphas: dict = field(default_factory=dict)  # gradient strategy: its cells and mixture weights over the search
+    predicted: dict[str, float] = field(default_factory=dict)  # --prescreen: tree -> predicted log score, trained ones
 
 
 def make_record(key: str, an: Analysis, tree: str, fit: Fitness, generation: int, origin: str = "gp",

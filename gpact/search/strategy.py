@@ -21,6 +21,7 @@ from gpact.search.gp import Search
 from gpact.search.gradient import GradientSearch
 from gpact.search.operators import Operator
 from gpact.search.records import GenerationStats, State
+from gpact.search.surrogate import SurrogateSearch
 from gpact.train.objective import Objective
 from gpact.train.tasks import Task
 
@@ -46,6 +47,7 @@ class Strategy(Protocol):
 STRATEGIES: dict[str, type[Strategy]] = {
     "gp": Search,  # NSGA-II over trees
     "gradient": GradientSearch,  # GrafS: supernets over the run's template, shrunk to one op per slot
+    "surrogate": SurrogateSearch,  # AQuaSurF: train the best-predicted functions of a template space
 }
 
 
