@@ -292,7 +292,7 @@ def _closing(cfg: RunConfig, state: State, verdict: Verdict) -> list[str]:
     refs = "  ".join(f"{k} {v:.3g}" for k, v in verdict.reference_test.items())
     lines = [f"recommended (best {verdict.picked_on} score on the front): {rec.formula}  "
              f"[{', '.join(parts)}; {_unit(cfg)}; {rec.flops:g} FLOPs]"]
-    if verdict.picked_on == "validation" and cfg.objective == "tail" and verdict.validation[rec.key] >= 1:
+    if verdict.picked_on == "validation" and cfg.objective == "tail" and verdict.validation[rec.key] > 1:
         best = verdict.validation[rec.key]
         lines.append(f"WARNING: no front member beat GELU on the validation families (best {best:.3g}): what won "
                      f"the search does not hold up elsewhere; prefer GELU")
