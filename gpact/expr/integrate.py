@@ -187,8 +187,8 @@ def _clamped(pw: sp.Piecewise) -> sp.Expr:
         gap = math.nan
     if math.isfinite(gap) and abs(gap) <= 1e-12 * max(1.0, abs(float(right.subs(X, c)))):
         return lo + hi - right.subs(X, c)
-    half = sp.Rational(1, 2)  # a jump: each side weighted by its step (1/2 each at c, as heaviside is)
-    return lo * sp.Heaviside(c - X, half) + hi * sp.Heaviside(X - c, half)
+    step = ops.get("heaviside")  # a jump: each side weighted by the registry's step (1/2 each at c)
+    return lo * step.sympy(c - X, *step.sympy_extra) + hi * step.sympy(X - c, *step.sympy_extra)
 
 
 def _split(cond: sp.Basic) -> tuple[str, sp.Expr]:

@@ -42,7 +42,8 @@ def to_torch(
         if len(zs) != len(variables):
             raise TypeError(f"expected {len(variables)} tensors, got {len(zs)}")
         out = _t(closure(zs), zs[0])
-        return out if out.dim() == zs[0].dim() else out.expand_as(zs[0])  # a formula of trainable constants alone
+        # a formula of trainable constants alone is a 0-d tensor: give it x's shape (never shrink a broadcast one)
+        return out if out.dim() >= zs[0].dim() else out.expand_as(zs[0])
 
     return run
 
