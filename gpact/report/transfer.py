@@ -212,17 +212,7 @@ def transfer(formulas: Sequence[str], dataset: str, seeds: int | Sequence[int] =
              cfg: TransferConfig = TransferConfig(), grammar: Grammar | str = BASELINE_GRAMMAR) -> TransferResult:
     """Train every formula (and GELU, ReLU) on the covariate-shift split of `dataset` over seeds."""
     start = time.perf_counter()
-    g = load_grammar(grammar) if isinstance(grammar, str) else grammar
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seed_list:
-        raise ConfigError("need at least one seed")
-    items = [(r, BASELINES[r].formula, True) for r in REFERENCES]
-    for f in formulas:
-        label = f.strip()
-        text = BASELINES[label].formula if label in BASELINES else label
-        if label not in REFERENCES:
-            items.append((label, text, False))
-    acts = [(label, text, ref, _activation(label, text, g)) for label, text, ref in items]
+    seed_list, acts = contenders(formulas, seeds, grammar)
     split = make_split(dataset, cfg)
     rows = []
     with _one_thread():
@@ -232,6 +222,22 @@ def transfer(formulas: Sequence[str], dataset: str, seeds: int | Sequence[int] =
     metric = "accuracy" if split.kind == "classification" else "mse"
     sizes = (len(split.y_train), len(split.y_id), len(split.y_ood))
     return TransferResult(dataset, split.kind, metric, rows, seed_list, sizes, cfg, time.perf_counter() - start)
+
+
+def contenders(formulas: Sequence[str], seeds: int | Sequence[int], grammar: Grammar | str,
+               ) -> tuple[list[int], list[tuple[str, str, bool, Callable[[torch.Tensor], torch.Tensor]]]]:
+    """The seeds, and (label, formula, is_reference, activation) for GELU and ReLU then every formula (a baseline
+    name stands for its formula): what every transfer table trains, checked before any data is read."""
+    g = load_grammar(grammar) if isinstance(grammar, str) else grammar
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("need at least one seed")
+    items = [(r, BASELINES[r].formula, True) for r in REFERENCES]
+    for f in formulas:
+        label = f.strip()
+        if label not in REFERENCES:
+            items.append((label, BASELINES[label].formula if label in BASELINES else label, False))
+    return seed_list, [(label, text, ref, _activation(label, text, g)) for label, text, ref in items]
 
 
 def _activation(label: str, text: str, g: Grammar) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 
 from gpact.errors import ConfigError
-from gpact.expr.grammar import Grammar, load_grammar
+from gpact.expr.grammar import Grammar
 from gpact.report.shift import Progress, ShiftTask
-from gpact.report.transfer import REFERENCES, TransferResult, TransferRow, _activation, _one_thread
+from gpact.report.transfer import TransferResult, TransferRow, _one_thread, contenders
 from gpact.report.transfer_chars import CHARS
 from gpact.report.transfer_digits import DIGITS_SHIFT
 from gpact.report.transfer_length import LENGTH
-from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES
+from gpact.train.baselines import BASELINE_GRAMMAR
 
 
 def tasks() -> dict[str, ShiftTask]:
@@ -83,16 +83,7 @@ def run_task(formulas: Sequence[str], name: str, seeds: int | Sequence[int] = 3,
     task = _task(name)
     cfg = task.config if cfg is None else cfg
     dev = pick_device(device)
-    g = load_grammar(grammar) if isinstance(grammar, str) else grammar
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seed_list:
-        raise ConfigError("need at least one seed")
-    items = [(r, BASELINES[r].formula, True) for r in REFERENCES]
-    for f in formulas:
-        label = f.strip()
-        if label not in REFERENCES:
-            items.append((label, BASELINES[label].formula if label in BASELINES else label, False))
-    acts = [(label, text, ref, _activation(label, text, g)) for label, text, ref in items]
+    seed_list, acts = contenders(formulas, seeds, grammar)
     data = task.prepare(cfg)
     rows, total, done = [], len(acts) * len(seed_list), 0
     with _one_thread() if dev.type == "cpu" else nullcontext():
