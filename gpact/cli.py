@@ -292,7 +292,8 @@ def export_cmd(run_dir, rank, fmt, trainable, start, out_path):
         return
     path = Path(out_path) if out_path else default_path(member, fmt)
     write_text(path, text)
-    click.echo(f"wrote {path}  (rank {member.rank}: {member.formula})")
+    what = f"rank {member.rank}" if member.rank else "the run recommends GELU itself; --rank K for a front member"
+    click.echo(f"wrote {path}  ({what}: {member.formula})")
 
 
 @main.command(name="integrate")

@@ -19,12 +19,13 @@ import sympy as sp
 
 from gpact import ops
 from gpact.errors import FormulaError, GpactError
-from gpact.expr.grammar import Grammar
+from gpact.expr.grammar import Grammar, load_grammar
 from gpact.expr.integrate import INTEGRATE_SECONDS, analyse_integral
 from gpact.expr.symbolic import ARGS, X, is_trainable, start_values, trainables
 from gpact.expr.trees import analyse, formula_to_sympy
 from gpact.run import checkpoint, rundir
 from gpact.run.front import read_front
+from gpact.run.verdict import GELU, REFERENCE_GRAMMAR
 
 FORMATS = ("torch", "python", "sympy", "latex")
 STARTS = ("learned", "formula")  # where exported trainable constants, p(c), start: learned medians or c
@@ -50,10 +51,15 @@ class Member:
 
 def front_member(run_dir: Path, rank: int | None = None) -> Member:
     """Rank `rank` (1 = best search score) of the run's pareto.csv; None: the run's recommended function
-    (picked on validation families when the run finished), else rank 1."""
+    (picked on validation families when the run finished: GELU itself, rank 0, when no front member beat it
+    there), else rank 1."""
     rows = read_front(run_dir)
     if not rows:
         raise ExportError(f"{run_dir}: no front yet (no pareto.csv; has a generation finished?)")
+    if rank is None and _recommends_gelu(Path(run_dir)):
+        grammar = load_grammar(REFERENCE_GRAMMAR)
+        an = analyse(formula_to_sympy(GELU, grammar), grammar)
+        return Member(0, an.formula, an.expr, None, an.flops, 1.0, grammar, Path(run_dir))
     if rank is None:
         rank = next((r["rank"] for r in rows if r.get("recommended")), 1)
     match = [r for r in rows if r["rank"] == rank]
@@ -73,6 +79,15 @@ def front_member(run_dir: Path, rank: int | None = None) -> Member:
         raise ExportError(f"{run_dir}: rank {rank}: {exc} (was the grammar extended in Python?)") from None
     return Member(rank, an.formula, an.expr, row["ood_score"], row["flops"], row["vs_gelu"], grammar, Path(run_dir),
                   _learned(Path(run_dir), row.get("key"), len(trainables(an.expr))))
+
+
+def _recommends_gelu(run_dir: Path) -> bool:
+    """Whether the finished run recommends GELU itself (no front member beat it on validation)."""
+    try:
+        pick = rundir.read_summary(run_dir).get("recommended")
+    except GpactError:  # no summary yet: an unfinished run recommends nothing
+        return False
+    return isinstance(pick, dict) and pick.get("fallback") is True
 
 
 def _learned(run_dir: Path, key: str | None, n: int) -> tuple[float, ...]:
@@ -114,7 +129,8 @@ def export(member: Member, fmt: str, trainable: bool = False, start: str = "lear
 
 def default_path(member: Member, fmt: str) -> Path:
     suffix = {"torch": ".py", "python": ".py", "sympy": ".txt", "latex": ".tex"}[fmt]
-    return member.run_dir / "export" / f"rank{member.rank}{suffix}"
+    name = f"rank{member.rank}" if member.rank else "gelu"  # rank 0: the run recommends GELU itself
+    return member.run_dir / "export" / f"{name}{suffix}"
 
 
 # ---------------------------------------------------------------------------------------------------------

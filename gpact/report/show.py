@@ -121,8 +121,14 @@ def show_run(run_dir: Path, plots: bool = True) -> str:
         except OSError as exc:  # a read-only or full folder: the rest is worth showing
             lines += ["", f"plots: not written ({exc.strerror or exc})"]
     pick = recommended(rows)
-    if pick is not None:
-        on = (s.get("recommended") or {}).get("picked_on", "validation")
+    chosen = s.get("recommended") if isinstance(s.get("recommended"), dict) else {}
+    if chosen.get("fallback") is True:
+        best = s.get("best_front_member") if isinstance(s.get("best_front_member"), dict) else {}
+        pick = {"formula": chosen.get("formula")}
+        lines += ["", f"recommended: {chosen.get('formula')}  (GELU itself: no front member beat it on validation; "
+                      f"the best, {best.get('formula', '?')}, scored {fmt(best.get('validation'), 3)})"]
+    elif pick is not None:
+        on = chosen.get("picked_on", "validation")
         lines += ["", f"recommended: {pick['formula']}  (rank {pick['rank']}, best {on} score on the front)"]
     lines += ["", f"export: gpact export {info.path} --format torch"
               + ("  (the recommended function; --rank K for another)" if pick else "  (rank 1; --rank K for another)")]

@@ -33,7 +33,7 @@ from gpact.run.front import front_rows, table, to_csv
 from gpact.run.plots import write_plots
 from gpact.run.progress import Display
 from gpact.run.stopping import Abandoned, Stopper
-from gpact.run.verdict import Verdict, judge, proxy_line, reference_scores, yardstick
+from gpact.run.verdict import GELU, Verdict, judge, proxy_line, reference_scores, yardstick
 from gpact.search.accept import Acceptance
 from gpact.search.llm import LLMOperator
 from gpact.search.operators import make_operators
@@ -190,7 +190,8 @@ def _finish(out: Path, cfg: RunConfig, grammar: Grammar, plan: Partition, llm: L
     if llm is not None:
         llm.close()
         echo(f"{llm.progress(total=True)}  (all generations; log {out / LLM_LOG})")
-    verdict = judge(cfg, grammar, plan, front, list(state.records.values()), backend, echo=echo)
+    verdict = judge(cfg, grammar, plan, front, list(state.records.values()), backend, echo=echo,
+                    gelu=refs.get(GELU))
     if backend.faults:
         echo(f"backend: {len(backend.faults)} chunk attempts failed (each chunk re-run once, then scored worst); "
              f"first: {backend.faults[0]}")
@@ -201,7 +202,7 @@ def _finish(out: Path, cfg: RunConfig, grammar: Grammar, plan: Partition, llm: L
     plot_paths = _plots(out, grammar, echo)
     echo(_legend(cfg, plan))
     echo(table(rows))
-    for line in _closing(cfg, state, verdict):
+    for line in _closing(cfg, _known(state, refs), verdict):
         echo(line)
     if stopped_by != "generations":
         echo(f"stopped by {stopped_by} after generation {state.generation - 1}/{cfg.generations}; "
@@ -233,7 +234,7 @@ def _summary(out: Path, cfg: RunConfig, grammar: Grammar, state: State, refs: di
     if plan is not None:
         extra["parts"] = {p: {"tasks": plan.tasks[p], "families": plan.families(p), "role": ROLES[p]} for p in PARTS}
     if verdict is not None:
-        extra.update(verdict.to_dict(state.records))
+        extra.update(verdict.to_dict(_known(state, refs)))
     rundir.write_json(out / rundir.SUMMARY, {
         "grammar": grammar.name, "generations": state.generation - 1, "evaluations": state.evaluations,
         "cache_hits": state.cache_hits, "elapsed_s": round(state.elapsed, 2),
@@ -280,9 +281,14 @@ def _legend(cfg: RunConfig, plan: Partition) -> str:
     return "\n".join(lines)
 
 
-def _closing(cfg: RunConfig, state: State, verdict: Verdict) -> list[str]:
+def _known(state: State, refs: dict[str, Record]) -> dict[str, Record]:
+    """The run's records by key, and its references' (GELU's is the pick when nothing beat it on validation)."""
+    return {**{r.key: r for r in refs.values()}, **state.records}
+
+
+def _closing(cfg: RunConfig, records: dict[str, Record], verdict: Verdict) -> list[str]:
     """The recommended function with its scores, and the proxy check."""
-    rec = state.records.get(verdict.recommended) if verdict.recommended else None
+    rec = records.get(verdict.recommended) if verdict.recommended else None
     if rec is None:
         return ["no function was trained successfully: nothing to recommend"]
     parts = [f"search {rec.ood_score:.3g}"]
@@ -290,12 +296,15 @@ def _closing(cfg: RunConfig, state: State, verdict: Verdict) -> list[str]:
         if rec.key in scores:
             parts.append(f"{name} {scores[rec.key]:.3g}")
     refs = "  ".join(f"{k} {v:.3g}" for k, v in verdict.reference_test.items())
-    lines = [f"recommended (best {verdict.picked_on} score on the front): {rec.formula}  "
-             f"[{', '.join(parts)}; {_unit(cfg)}; {rec.flops:g} FLOPs]"]
-    if verdict.picked_on == "validation" and cfg.objective == "tail" and verdict.validation[rec.key] > 1:
-        best = verdict.validation[rec.key]
-        lines.append(f"WARNING: no front member beat GELU on the validation families (best {best:.3g}): what won "
-                     f"the search does not hold up elsewhere; prefer GELU")
+    how = ("GELU itself, no front member beat it on validation" if verdict.fallback
+           else f"best {verdict.picked_on} score on the front")
+    lines = [f"recommended ({how}): {rec.formula}  [{', '.join(parts)}; {_unit(cfg)}; {rec.flops:g} FLOPs]"]
+    if verdict.fallback:
+        best = records[verdict.best_member]
+        test = verdict.test.get(best.key)
+        lines.append(f"WARNING: no front member beat GELU on the validation families (best {best.formula}: validation "
+                     f"{verdict.validation[best.key]:.3g}" + (f", test {test:.3g}" if test is not None else "")
+                     + "): what won the search does not hold up elsewhere, so the run recommends GELU")
     if refs:
         lines.append(f"references on the test tasks: {refs}")
     if proxy := proxy_line(verdict):

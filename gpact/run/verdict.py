@@ -5,6 +5,8 @@ nothing selected on (DESIGN.md §5).
 Every part is scored by the run's objective against GELU trained on that part's own tasks, seeds and
 protocol, so numbers of different parts read the same way (a ratio to GELU when the objective is "tail").
 Nothing here feeds back into the search: validation only picks among front members, test only reports.
+When no front member beats GELU on validation, the pick is GELU itself (`Verdict.fallback`): a search whose
+finds lose on families it never saw is worse than no search, so the run does not sell them.
 """
 
 from __future__ import annotations
@@ -44,8 +46,10 @@ class Verdict:
     validation: dict[str, float] = field(default_factory=dict)  # front members and the proxy sample
     test: dict[str, float] = field(default_factory=dict)  # front members
     reference_test: dict[str, float] = field(default_factory=dict)  # relu's etc. on test, for scale
-    recommended: str | None = None  # a record key
+    recommended: str | None = None  # a record key (GELU's reference record's when `fallback`)
     picked_on: str = "search"  # "validation", or "search" when the run has no validation part
+    fallback: bool = False  # no front member beat GELU on validation: GELU is the pick
+    best_member: str | None = None  # the front member with the best validation score (the pick unless fallback)
     proxy_rho: float | None = None
     proxy_n: int = 0
 
@@ -54,11 +58,17 @@ class Verdict:
         return self.proxy_rho is None or math.isnan(self.proxy_rho) or self.proxy_rho < WEAK_PROXY
 
     def to_dict(self, records: dict[str, Record]) -> dict:
+        """`records`: the run's, and its reference records (GELU's is the pick when `fallback`)."""
         rec = records.get(self.recommended) if self.recommended else None
+        best = records.get(self.best_member) if self.fallback and self.best_member else None
         return {
             "recommended": None if rec is None else {
                 "formula": rec.formula, "key": rec.key, "flops": rec.flops, "picked_on": self.picked_on,
+                "fallback": self.fallback,
                 "search": rec.ood_score, "validation": self.validation.get(rec.key), "test": self.test.get(rec.key)},
+            "best_front_member": None if best is None else {
+                "formula": best.formula, "key": best.key, "validation": self.validation.get(best.key),
+                "test": self.test.get(best.key)},
             "proxy": {"spearman": self.proxy_rho, "n": self.proxy_n, "weak": self.proxy_weak},
             "reference_test": self.reference_test,
         }
@@ -120,9 +130,13 @@ def proxy_sample(front: Sequence[Record], records: Sequence[Record], n: int, see
 
 
 def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Record], records: Sequence[Record],
-          backend: Backend, references: Sequence[str] = REFERENCES,
-          echo: Callable[[str], None] = print) -> Verdict:
-    """Validation scores and the pick, the proxy check, and test scores of a finished run's front."""
+          backend: Backend, references: Sequence[str] = REFERENCES, echo: Callable[[str], None] = print,
+          gelu: Record | None = None) -> Verdict:
+    """Validation scores and the pick, the proxy check, and test scores of a finished run's front.
+
+    `gelu`: GELU's reference record on the search tasks; with the tail objective (where GELU scores exactly 1
+    on every part) it becomes the pick when no front member scores below 1 on validation.
+    """
     verdict = Verdict()
     if not front:
         return verdict
@@ -132,22 +146,28 @@ def judge(cfg: RunConfig, grammar: Grammar, plan: Partition, front: Sequence[Rec
         sample = proxy_sample(front, records, max(cfg.proxy_check, len(front)), cfg.seed)
         echo(f"validation: scoring {len(front)} front members and {len(sample) - len(front)} other functions on "
              f"{plan.describe('validation')}")
-        objective, _ = yardstick(cfg, tasks, backend)
+        objective, own = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in sample], grammar, tasks, cfg, backend, objective, evolve=cfg.evolve)
         verdict.validation = {r.key: s.ood_score for r, s in zip(sample, scored, strict=True)}
-        verdict.recommended = min(front, key=lambda r: (verdict.validation[r.key], r.flops, r.formula)).key
+        best = min(front, key=lambda r: (verdict.validation[r.key], r.flops, r.formula))
+        verdict.recommended = verdict.best_member = best.key
         verdict.picked_on = "validation"
+        if gelu is not None and cfg.objective == "tail" and verdict.validation[best.key] > 1:
+            verdict.recommended, verdict.fallback = gelu.key, True
+            verdict.validation.setdefault(gelu.key, own.ood_score)  # GELU's own networks: 1 (see `yardstick`)
         pairs = [(r.ood_score, verdict.validation[r.key]) for r in sample]
         verdict.proxy_n = len(pairs)
         verdict.proxy_rho = spearman(*zip(*pairs, strict=True)) if len(pairs) >= 3 else None
     if plan.tasks["test"]:
         tasks = make_suite(plan.tasks["test"], n_train=cfg.n_train, n_ood=cfg.n_ood, seed=cfg.seed)
         echo(f"test: scoring {len(front)} front members on {plan.describe('test')} (reported only)")
-        objective, gelu = yardstick(cfg, tasks, backend)
+        objective, own = yardstick(cfg, tasks, backend)
         scored = score_on_suite([r.tree for r in front], grammar, tasks, cfg, backend, objective, evolve=cfg.evolve)
         verdict.test = {r.key: s.ood_score for r, s in zip(front, scored, strict=True)}
         verdict.reference_test = {t: r.ood_score for t, r in
-                                  reference_scores(cfg, tasks, backend, objective, gelu, references).items()}
+                                  reference_scores(cfg, tasks, backend, objective, own, references).items()}
+        if verdict.fallback:
+            verdict.test.setdefault(verdict.recommended, own.ood_score)
     return verdict
 
 
