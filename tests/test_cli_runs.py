@@ -25,12 +25,9 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_T
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(cli_run):
     """The uninterrupted run every other run here must reproduce."""
-    out = tmp_path_factory.mktemp("runs")
-    res = CliRunner().invoke(main, ["run", *TINY, "--out", str(out), "--run-id", "ref"])
-    assert res.exit_code == 0, res.output
-    return out / "ref"
+    return cli_run(TINY)
 
 
 def _start_paused(tmp_path, generation, run_id="hooked"):

@@ -29,11 +29,9 @@ TINY = ["--strategy", "gradient", "--grammar", "grafs", "--generations", "1", "-
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    res = CliRunner().invoke(main, ["run", *TINY, "--out", str(out), "--run-id", "ref"])
-    assert res.exit_code == 0, res.output
-    return out / "ref"
+def reference(cli_run):
+    """The uninterrupted gradient run the resumed ones must reproduce."""
+    return cli_run(TINY)
 
 
 def test_gradient_cells_join_the_front_with_their_origin_and_alphas_are_kept(reference):

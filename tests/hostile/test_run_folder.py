@@ -29,12 +29,9 @@ INJECTED = '"""; __import__("os").system("touch PWNED"); """'
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def finished(cli_run):
     """A finished tiny run; tests work on copies of it."""
-    out = tmp_path_factory.mktemp("runs")
-    res = CliRunner().invoke(main, ["run", *TINY, "--out", str(out), "--run-id", "done"])
-    assert res.exit_code == 0, res.output
-    return out / "done"
+    return cli_run(TINY, "done")
 
 
 @pytest.fixture
