@@ -282,8 +282,9 @@ def _legend(cfg: RunConfig, plan: Partition) -> str:
 
 
 def _known(state: State, refs: dict[str, Record]) -> dict[str, Record]:
-    """The run's records by key, and its references' (GELU's is the pick when nothing beat it on validation)."""
-    return {**{r.key: r for r in refs.values()}, **state.records}
+    """The run's records by key, and its references' (GELU's is the pick when nothing beat it on validation). A
+    reference's record wins: it has every network, where racing may have stopped the same function early."""
+    return {**state.records, **{r.key: r for r in refs.values()}}
 
 
 def _closing(cfg: RunConfig, records: dict[str, Record], verdict: Verdict) -> list[str]:
