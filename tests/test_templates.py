@@ -176,6 +176,44 @@ def test_aquasurf_count_through_enumerate_is_the_documented_one():
     assert names == 5103 and f"counts {distinct:,} distinct" in header
 
 
+TINY_SPACE = """
+name: tiny
+primitives:
+  neg: {arity: 1, sympy: "-a", cost: 1}
+  softplus: {arity: 1, sympy: "log(1 + exp(a))", torch: torch.nn.functional.softplus, cost: 6}
+  log_sigmoid: {arity: 1, sympy: "-log(1 + exp(-a))", torch: torch.nn.functional.logsigmoid, cost: 6}
+  add: {arity: 2, sympy: "a + b", cost: 1}
+  mul: {arity: 2, sympy: "a * b", cost: 1}
+terminals:
+  constants: [0, 1]
+templates:
+  unit:
+    shape: "b(u1(x), u2(x))"
+    slots: {b: [add, mul], u1: [a, neg, softplus], u2: ["0", log_sigmoid]}
+"""
+
+
+def test_enumerate_equality_rule_on_a_small_template(tmp_path):
+    """gpact's rule, where it departs from the paper's float32 bit-for-bit key (README, aquasurf space):
+    softplus(x) + log_sigmoid(x) = x is one function with x (float32 rounding keeps them apart in the
+    paper); x*0, -x*0 and softplus(x)*0 are one zero (the paper's -0.0 splits -x*0 off); x and -x stay
+    two functions. 12 names: add gives x, -x, softplus, x + ls, -x + ls; mul gives 0, x ls, -x ls, sp ls."""
+    from click.testing import CliRunner
+
+    from gpact.cli import main
+
+    grammar, out = tmp_path / "tiny.yaml", tmp_path / "out.txt"
+    grammar.write_text(TINY_SPACE)
+    r = CliRunner().invoke(main, ["enumerate", "--grammar", str(grammar), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "12 names" in r.output and "9 distinct functions" in r.output
+    formulas = out.read_text().splitlines()
+    assert len(formulas) == 9
+    assert ("add(softplus(x), log_sigmoid(x))" in formulas) != ("add(x, 0.0)" in formulas)
+    assert "add(neg(x), 0.0)" in formulas and "add(x, 0.0)" in formulas
+    assert sum(f.endswith(", 0.0)") and f.startswith("mul(") for f in formulas) == 1
+
+
 def test_aquasurf_hard_sigmoid_is_the_papers_keras_definition():
     g = load_grammar("aquasurf")
     x = torch.tensor([-3.0, -2.5, -1.0, 0.0, 1.0, 2.5, 3.0], dtype=torch.float64)

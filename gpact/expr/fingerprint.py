@@ -6,8 +6,10 @@
 - `is_finite` checks a function on the same grid in float32, as it is trained (LLM children must pass).
 - `equivalence_inputs` and `function_keys` count the distinct functions of a template space
   (gpact.expr.templates.count_distinct): AQuaSurF's protocol, N(0, 1) samples clipped to [-5, 5] with a
-  chosen count and seed, so published counts are reproduced; keys are 64-bit and vectorised, for millions
-  of rows at once (the fingerprint's text hash would be far too slow there).
+  chosen count and seed (drawn with numpy's default_rng; the paper's np.random.seed draw moves the aquasurf
+  count by one, benchmarks/aquasurf_space.py); keys are 64-bit and vectorised, for millions of rows at once
+  (the fingerprint's text hash would be far too slow there). The paper compares float32 outputs bit for bit;
+  these keys compare float64 outputs to ~6 digits, so rounding twins of one function are one function.
 """
 
 from __future__ import annotations
