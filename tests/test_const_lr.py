@@ -40,7 +40,7 @@ def test_zero_const_lr_run_trains_each_function_as_the_fixed_run_bit_for_bit(tmp
             continue
         for c in g["constants"]:  # at rate 0 nothing moved: every layer of every network holds the start value
             assert all(x["lo"] == x["median"] == x["hi"] == pytest.approx(c["start"], rel=1e-6) for x in c["layers"])
-        if len(g["constants"]) == 1 and not re.search(r"\d", re.sub(r"p\([^)]*\)", "", g["tree"])):
+        if len(g["constants"]) == 1 and not re.search(r"\d", re.sub(r"\bp\([^)]*\)", "", g["tree"])):
             # one trainable constant standing for one fixed one (no other number sympy could fold it with)
             assert (g["per_run"], g["ood_score"], g["id_loss"]) == (w["per_run"], w["ood_score"], w["id_loss"])
             single += 1
@@ -70,3 +70,22 @@ def test_a_bad_const_lr_is_a_one_line_error(tmp_path, args, needle):
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gpact: error: ") and needle in lines[0], res.output
     assert not list(tmp_path.iterdir())  # refused before any run folder was made
+
+
+def test_baselines_show_fixed_against_trainable_and_at_rate_0_they_are_the_same_function(tmp_path):
+    """`gpact baselines` lists xIELU and xIPReLU fixed and trainable; the trainable forms start at the published
+    a_p = a_n = 0.8, so at --const-lr 0 they score as the fixed forms (softplus rounds 0.8 in float32)."""
+    import csv
+
+    path = tmp_path / "b.csv"
+    res = CliRunner().invoke(main, ["baselines", "--only", "xielu,xielu_trainable,xiprelu,xiprelu_trainable",
+                                    "--tasks", "smoke", "--seeds", "1", "--steps", "5", "--width", "4", "--device",
+                                    "cpu", "--const-lr", "0", "--csv", str(path)])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in csv.DictReader(path.read_text().splitlines())}
+    for name in ("xielu", "xiprelu"):
+        fixed, trained = rows[name], rows[f"{name}_trainable"]
+        assert re.search(r"\bp\(", trained["formula"]) and not re.search(r"\bp\(", fixed["formula"])
+        for key in ("ood_score", "id_loss", "poly_cubic", "harmonic_2"):
+            assert float(trained[key]) == pytest.approx(float(fixed[key]), rel=1e-4), (name, key)
+    assert "xielu_trainable: constant 0 starts -1.05, learned layer 1 -1.05 [-1.05, -1.05]" in res.output
