@@ -32,7 +32,7 @@ def test_zero_const_lr_run_trains_each_function_as_the_fixed_run_bit_for_bit(tmp
 
     want, got = _records(tmp_path / "fixed"), _records(tmp_path / "zero")
     # the same trees are drawn; the trainable run spells its ephemeral constants p(c)
-    assert [r["tree"] for r in want] == [re.sub(r"p\(([-\d.e]+)\)", r"\1", r["tree"]) for r in got]
+    assert [r["tree"] for r in want] == [re.sub(r"\bp\(([-\d.e]+)\)", r"\1", r["tree"]) for r in got]
     single = 0
     for w, g in zip(want, got, strict=True):
         if "p(" not in g["tree"]:
