@@ -1,5 +1,5 @@
-"""A run with trainable constants killed with SIGKILL mid-generation resumes to the uninterrupted run's front and
-records, learned constants included (a real subprocess, the real command line)."""
+"""`gpact run --trainable-constants` on the default grammar, and killed with SIGKILL mid-generation: it resumes to the
+uninterrupted run's front and records, learned constants included (a real subprocess, the real command line)."""
 
 import json
 import signal
@@ -40,3 +40,16 @@ def test_sigkill_then_resume_with_trainable_constants_gives_the_uninterrupted_ru
     assert "resumed at generation 2" in res.output
     _same_front(run_dir, tmp_path / "ref")  # pareto.csv and candidates.jsonl (learned constants) byte for byte
     assert json.loads((run_dir / "config.json").read_text())["train"]["const_lr"] == 0.05
+
+
+def test_the_default_grammar_seeds_its_known_activations_with_their_numbers_fixed(tmp_path):
+    """The seeds (`max(x, 0)`: 0 is no constant of grammar full) keep their numbers fixed; the draws are p(c)."""
+    res = CliRunner().invoke(main, ["run", "--trainable-constants", "--population", "24", "--generations", "0",
+                                    "--tasks", "smoke", "--train-seeds", "1", "--race-eta", "1", "--steps", "3",
+                                    "--width", "4", "--validation", "", "--test", "", "--evaluator", "batched",
+                                    "--device", "cpu", "--out", str(tmp_path), "--run-id", "r"])
+    assert res.exit_code == 0, res.output
+    population = [ind["tree"] for ind in json.loads((tmp_path / "r" / "checkpoint.json").read_text())["population"]]
+    assert "max(x, 0.0)" in population  # the seed ReLU, its 0 fixed
+    trees = [json.loads(line)["tree"] for line in (tmp_path / "r" / "candidates.jsonl").read_text().splitlines()]
+    assert any("p(" in t for t in trees)  # random trees draw trainable constants
