@@ -163,13 +163,16 @@ def main() -> None:
 @click.option("--trainable-constants", is_flag=True,
               help="Ephemeral constants become trainable, p(c): each network learns them per layer; the score is "
                    "after training them, and the front shows the learned values.")
+@click.option("--const-lr", type=float, default=None,
+              help="Adam learning rate of trainable constants, p(c); 0 keeps them at their start values "
+                   "[default: each network's own lr].")
 def run(grammar, generations, time_limit, max_evals, resume, population, seed, tasks, train_seeds, steps, width,
         evaluator, device, validation, test, race_eta, race_start, max_networks, prescreen, objective, out_dir,
         run_id,
         llm_base_url, llm_model, llm_api_key_env, llm_rate, llm_mutation_rate, llm_max_calls, llm_timeout, backend,
         workers, ray_address, chunk_timeout, strategy, protocol, depth, lr, evolve, integrate_seconds, restarts,
         search_steps, warm_steps, mixture, split,
-        trainable_constants):
+        trainable_constants, const_lr):
     """Search for activation functions; print and save the Pareto front (OOD score vs FLOPs).
 
     Ctrl-C (or SIGTERM) finishes the current generation, writes the checkpoint and exits with 130 (143);
@@ -184,6 +187,7 @@ def run(grammar, generations, time_limit, max_evals, resume, population, seed, t
         result = run_search(_resume_config(click.get_current_context(), resume), echo=click.echo, resume=resume)
         sys.exit(result.exit_code)
     train, dist = _training(protocol, width=width, depth=depth, steps=steps, lr=lr)
+    train = dataclasses.replace(train, const_lr=const_lr)
     cfg = RunConfig(grammar=grammar, generations=generations, time_limit=parse_duration(time_limit),
                     max_evals=max_evals, population=population, seed=seed, tasks=tasks,
                     train_seeds=train_seeds, train=train, evaluator=evaluator, device=device, validation=validation,
@@ -223,6 +227,7 @@ def _training(choice: str, **pins) -> tuple[TrainConfig, ProtocolDist]:
 
 # `gpact run` options whose config key differs from the option name; the rest map one to one.
 _CONFIG_KEYS = {"steps": "train.steps", "width": "train.width", "depth": "train.depth", "lr": "train.lr",
+                "const_lr": "train.const_lr",
                 "out_dir": "out_dir",
                 **{k: f"gradient.{k}" for k in ("restarts", "search_steps", "warm_steps", "mixture", "split")},
                 **{f"llm_{k}": f"llm.{k}" for k in ("base_url", "model", "api_key_env", "rate", "mutation_rate",
@@ -336,6 +341,9 @@ def _score_options(f):
         click.option("--depth", type=int, default=D.depth, show_default=True, help="Hidden layers."),
         click.option("--steps", type=int, default=D.steps, show_default=True, help="Training steps per network."),
         click.option("--lr", type=float, default=D.lr, show_default=True, help="Adam learning rate."),
+        click.option("--const-lr", type=float, default=None,
+                     help="Adam learning rate of trainable constants, p(c); 0 keeps them at their start values "
+                          "[default: --lr]."),
         click.option("--evaluator", type=click.Choice(["auto", "reference", "batched"]), default="auto",
                      show_default=True),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
@@ -351,8 +359,8 @@ def _score_options(f):
     return f
 
 
-def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
-                     markdown, per_task, sort):
+def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, const_lr, evaluator, device, jobs,
+                     csv_path, markdown, per_task, sort):
     from gpact.config import TrainConfig
     from gpact.report.scores import format_per_task, format_table, to_csv
     from gpact.train.scoring import score_formulas
@@ -360,7 +368,7 @@ def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, eval
     def progress(done: int, total: int) -> None:
         click.echo(f"seed {done}/{total} done", err=True)
 
-    cfg = TrainConfig(width=width, depth=depth, steps=steps, lr=lr)
+    cfg = TrainConfig(width=width, depth=depth, steps=steps, lr=lr, const_lr=const_lr)
     table = score_formulas(items, grammar=grammar, tasks=tasks, seeds=seeds, cfg=cfg, evaluator=evaluator,
                            device=device, jobs=jobs, progress=progress)
     click.echo(format_table(table, sort=sort, markdown=markdown))
@@ -379,8 +387,8 @@ def _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, eval
 @click.option("--trainable-constants", is_flag=True,
               help="Also score each formula with its constants trained per layer (p(c)), beside the fixed form.")
 @_score_options
-def eval_(formulas, formula_file, grammar, trainable_constants, tasks, seeds, width, depth, steps, lr, evaluator,
-          device, jobs, csv_path, markdown, per_task):
+def eval_(formulas, formula_file, grammar, trainable_constants, tasks, seeds, width, depth, steps, lr, const_lr,
+          evaluator, device, jobs, csv_path, markdown, per_task):
     """Score FORMULAS (or baseline names such as gmtu) on the task suite, against GELU, over seeds.
 
     Example: gpact eval "gelu(x) + 0.1*sin(x)" gmtu --seeds 5
@@ -394,20 +402,21 @@ def eval_(formulas, formula_file, grammar, trainable_constants, tasks, seeds, wi
         from gpact.train.baselines import with_trainable
 
         items = [item for text in items for item in with_trainable(text)]
-    _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path,
-                     markdown, per_task, sort=False)
+    _score_and_print(items, grammar, tasks, seeds, width, depth, steps, lr, const_lr, evaluator, device, jobs,
+                     csv_path, markdown, per_task, sort=False)
 
 
 @main.command(name="baselines")
 @click.option("--only", default=None, help="Comma-separated baseline names [default: all].")
 @_score_options
-def baselines_cmd(only, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs, csv_path, markdown, per_task):
+def baselines_cmd(only, tasks, seeds, width, depth, steps, lr, const_lr, evaluator, device, jobs, csv_path, markdown,
+                  per_task):
     """Score the library of known activations (gpact/baselines.py), best first relative to GELU."""
     from gpact.train.baselines import BASELINE_GRAMMAR, BASELINES, get
 
     names = [get(n.strip()).name for n in only.split(",")] if only else list(BASELINES)
-    _score_and_print(names, BASELINE_GRAMMAR, tasks, seeds, width, depth, steps, lr, evaluator, device, jobs,
-                     csv_path, markdown, per_task, sort=True)
+    _score_and_print(names, BASELINE_GRAMMAR, tasks, seeds, width, depth, steps, lr, const_lr, evaluator, device,
+                     jobs, csv_path, markdown, per_task, sort=True)
 
 
 _T = RunConfig().train  # crossval trains as the search does

@@ -37,7 +37,8 @@ class TrainConfig:
         ints = (self.width, self.depth, self.steps)  # 0 would train nothing, or crash deep inside torch
         _check([(all(isinstance(v, int) and v >= 1 for v in ints), "width, depth and steps must be >= 1"),
                 (0 < self.lr < float("inf") and self.clip_loss > 0, "lr must be a positive number, clip_loss > 0"),
-                (self.const_lr is None or 0 <= self.const_lr < float("inf"), "const_lr must be a number >= 0")])
+                (self.const_lr is None or 0 <= self.const_lr < float("inf"),
+                 "const_lr (--const-lr) must be a number >= 0")])
 
     @property
     def torch_dtype(self):  # -> torch.dtype
@@ -198,6 +199,8 @@ class RunConfig:
             (self.train_seeds >= 1, "train_seeds must be >= 1"),
             (0 <= self.cx_prob <= 1 and 0 <= self.mut_prob <= 1, "cx_prob and mut_prob must be in [0, 1]"),
             (self.seed >= 0, "seed must be >= 0"),
+            (self.train.const_lr is None or self.trainable_constants,
+             "const_lr (--const-lr) sets the rate of trainable constants; give it with --trainable-constants"),
             (self.train.steps >= 1 and self.train.width >= 1, "train.steps and train.width must be >= 1"),
             (self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}"),
             (self.workers >= 0 and self.chunk_timeout >= 0, "workers and chunk_timeout must be >= 0"),

@@ -75,7 +75,16 @@ def make_pset(grammar: Grammar) -> gp.PrimitiveSet:
     pset.mapping[kind.name] = kind  # readable from text (`p(0.8)`) in every grammar
     if e is not None and e.trainable:  # the search draws trainable constants where it drew fixed ones
         pset.addEphemeralConstant(kind.name, kind.func)
+        # a number in a formula's text stays fixed (`max(x, 0)`, a seed): the text says which are trainable, p(c)
+        pset.mapping[_ephemeral_name(grammar)] = _fixed_kind(_ephemeral_name(grammar), e.low, e.high, e.decimals)
     return pset
+
+
+@functools.cache
+def _fixed_kind(name: str, low: float, high: float, decimals: int) -> type:
+    """The fixed ephemeral constant's DEAP terminal where the search draws trainable ones instead: read from text,
+    never drawn. One class per range, as DEAP's own (`addEphemeralConstant`) is."""
+    return gp.MetaEphemeral(name, _ephemeral_draw(low, high, decimals), object)
 
 
 @functools.cache
