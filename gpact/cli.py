@@ -74,7 +74,8 @@ def main() -> None:
 @click.option("--strategy", type=click.Choice(list(STRATEGIES)), default=RunConfig.strategy, show_default=True,
               help="How the next candidates are chosen: gp (NSGA-II over trees); gradient (GrafS supernets over the "
                    "grammar's template, e.g. --grammar grafs: README 'Gradient strategy'); surrogate (train the "
-                   "best-predicted functions of the grammar's template space; AQuaSurF).")
+                   "best-predicted functions of the grammar's template space; AQuaSurF); random (train uniformly "
+                   "random functions of the grammar's templates, the baseline; with --max-evals N).")
 @click.option("--evolve", type=click.Choice(list(EVOLVE)), default=RunConfig.evolve, show_default=True,
               help="What a tree is: the activation, or its derivative (scored as its integral, f(0) = 0; trees "
                    "sympy cannot integrate in closed form in the time box are rejected, counted by reason).")

@@ -16,7 +16,7 @@ TRAIN_DTYPES = ("float32", "float64")
 OBJECTIVES = ("tail", "geomean")  # gpact.train.objective.Objective
 EVOLVE = ("activation", "derivative")  # what a tree is: the activation, or its derivative (gpact.expr.integrate)
 # gpact.search.strategy.STRATEGIES keys, named here so the CLI starts without torch
-STRATEGIES = ("gp", "gradient", "surrogate")
+STRATEGIES = ("gp", "gradient", "surrogate", "random")
 
 
 @dataclass(frozen=True)

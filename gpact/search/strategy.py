@@ -20,6 +20,7 @@ from gpact.search.accept import Acceptance
 from gpact.search.gp import Search
 from gpact.search.gradient import GradientSearch
 from gpact.search.operators import Operator
+from gpact.search.random_search import RandomSearch
 from gpact.search.records import GenerationStats, State
 from gpact.search.surrogate import SurrogateSearch
 from gpact.train.objective import Objective
@@ -48,6 +49,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "gp": Search,  # NSGA-II over trees
     "gradient": GradientSearch,  # GrafS: supernets over the run's template, shrunk to one op per slot
     "surrogate": SurrogateSearch,  # AQuaSurF: train the best-predicted functions of a template space
+    "random": RandomSearch,  # the baseline: uniformly random functions of the run's templates
 }
 
 
