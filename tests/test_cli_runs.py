@@ -30,12 +30,12 @@ def reference(cli_run):
     return cli_run(TINY)
 
 
-def _start_paused(tmp_path, generation, run_id="hooked"):
-    """A real `gpact run` subprocess that pauses while evaluating `generation` (see hooked_run.py)."""
+def _start_paused(tmp_path, generation, run_id="hooked", args=TINY):
+    """A real `gpact run ARGS` subprocess that pauses while evaluating `generation` (see hooked_run.py)."""
     marker = tmp_path / "marker"
     marker.mkdir()
     out, err = open(tmp_path / "stdout", "w"), open(tmp_path / "stderr", "w")
-    proc = subprocess.Popen([sys.executable, str(HOOK), str(generation), str(marker), "run", *TINY,
+    proc = subprocess.Popen([sys.executable, str(HOOK), str(generation), str(marker), "run", *args,
                              "--out", str(tmp_path), "--run-id", run_id], stdout=out, stderr=err, env=ENV)
     _wait_for(lambda: (marker / "paused").exists(), proc, tmp_path)
     return proc, marker, tmp_path / run_id

@@ -5,13 +5,11 @@ never see an OOD input."""
 
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 from click.testing import CliRunner
-from test_cli_runs import ENV, HOOK, _generation, _same_front, _wait_for
+from test_cli_runs import _generation, _same_front, _start_paused
 
 from gpact.cli import main
 from gpact.config import GradientConfig, RunConfig, TrainConfig
@@ -64,13 +62,7 @@ def test_same_seed_same_search_and_another_seed_another():
 
 
 def test_sigkill_mid_generation_then_resume_gives_the_uninterrupted_result(reference, tmp_path):
-    marker = tmp_path / "marker"
-    marker.mkdir()
-    out, err = open(tmp_path / "stdout", "w"), open(tmp_path / "stderr", "w")
-    proc = subprocess.Popen([sys.executable, str(HOOK), "1", str(marker), "run", *TINY, "--out", str(tmp_path),
-                             "--run-id", "hooked"], stdout=out, stderr=err, env=ENV)
-    _wait_for(lambda: (marker / "paused").exists(), proc, tmp_path)
-    run_dir = tmp_path / "hooked"
+    proc, _, run_dir = _start_paused(tmp_path, generation=1, args=TINY)
     assert _generation(run_dir) == 1  # generation 0 is checkpointed, 1 has trained its supernets
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL

@@ -3,11 +3,9 @@ uninterrupted run's front and records, learned constants included (a real subpro
 
 import json
 import signal
-import subprocess
-import sys
 
 from click.testing import CliRunner
-from test_cli_runs import ENV, HOOK, _generation, _same_front, _wait_for
+from test_cli_runs import _generation, _same_front, _start_paused
 
 from gpact.cli import main
 
@@ -24,13 +22,7 @@ def test_sigkill_then_resume_with_trainable_constants_gives_the_uninterrupted_ru
     moved = [r["generation"] for r in records if any(c["median"] != c["start"] for c in r["constants"] or [])]
     assert 2 in moved, "generation 2 (the one killed and resumed) trains constants away from their start"
 
-    marker = tmp_path / "marker"
-    marker.mkdir()
-    out, err = open(tmp_path / "stdout", "w"), open(tmp_path / "stderr", "w")
-    proc = subprocess.Popen([sys.executable, str(HOOK), "2", str(marker), "run", *TINY, "--out", str(tmp_path),
-                             "--run-id", "hooked"], stdout=out, stderr=err, env=ENV)
-    _wait_for(lambda: (marker / "paused").exists(), proc, tmp_path)
-    run_dir = tmp_path / "hooked"
+    proc, _, run_dir = _start_paused(tmp_path, generation=2, args=TINY)
     assert _generation(run_dir) == 2  # generations 0 and 1 are checkpointed; 2 is under way
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
