@@ -113,8 +113,15 @@ def _pow_chain(a, da, b, db, v):
     return _plus(d_a, d_b)
 
 
+def _i1e_slope(a: Tensor, v: Tensor) -> Tensor:
+    """torch's rule for i1e: 1/2 at 0, else i0e(a) - i1e(a) (sgn(a) + 1/a)."""
+    safe = torch.where(a == 0, 1.0, a).to(a.dtype)
+    return torch.where(a == 0, 0.5, torch.special.i0e(a) - v * (a.sgn() + 1 / safe)).to(a.dtype)
+
+
 _aten = torch.ops.aten
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805  # torch's constants
 
 # ---------------------------------------------------------------------------------------------------------
 # The table. Program mechanics first (nop, const, copy, powi have no formula of their own).
@@ -171,6 +178,18 @@ TABLE: tuple[Op, ...] = (
     Op("max", 2, torch.maximum, _pick_chain(True), 1, sp.Max, True, spellings=("max", "maximum"), triton=True),
     Op("min", 2, torch.minimum, _pick_chain(False), 1, sp.Min, True, spellings=("min", "minimum"), triton=True),
     Op("pow", 2, torch.pow, _pow_chain, 8, operators=("**",), definition="a**b"),
+    # More named activations (the grafs and aquasurf grammars import them): with a row, a formula using
+    # them trains in the batched evaluator instead of one network at a time on the reference path.
+    Op("elu", 1, F.elu, lambda da, a, v: _aten.elu_backward(da, 1.0, 1.0, 1.0, False, a), 6,
+       definition="max(a, 0) + exp(min(a, 0)) - 1"),
+    Op("selu", 1, F.selu, lambda da, a, v: _aten.elu_backward(da, _SELU_ALPHA, _SELU_SCALE, 1.0, False, a), 8,
+       definition=f"{_SELU_SCALE}*(max(a, 0) + {_SELU_ALPHA}*(exp(min(a, 0)) - 1))"),
+    Op("leaky_relu", 1, F.leaky_relu, lambda da, a, v: _aten.leaky_relu_backward(da, a, 0.01, False), 2,
+       definition="max(a, 0.01*a)"),
+    Op("softsign", 1, F.softsign, _slope(lambda a, v: 1 / (1 + a.abs()) ** 2), 3, definition="a/(1 + abs(a))"),
+    Op("logsigmoid", 1, F.logsigmoid, _slope(lambda a, v: torch.sigmoid(-a)), 6, definition="-log(1 + exp(-a))"),
+    Op("i0e", 1, torch.special.i0e, _slope(lambda a, v: torch.special.i1e(a) - a.sgn() * v), 10),
+    Op("i1e", 1, torch.special.i1e, _slope(_i1e_slope), 10),
 )
 
 

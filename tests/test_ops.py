@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import sympy as sp
 import torch
-import torch.nn.functional as F
 
 from gpact import ops
 from gpact.config import TrainConfig
@@ -26,35 +25,35 @@ from gpact.train.program import lower
 from gpact.train.tasks import make_suite
 
 
-class softsign(sp.Function):  # noqa: N801 - the name formulas use
+class ndtr(sp.Function):  # noqa: N801 - the name formulas use
     """An opaque sympy function for the throwaway op: nothing in gpact knows it but the new row."""
 
 
-SOFTSIGN = ops.Op("softsign", 1, F.softsign, lambda da, a, v: da / (1 + a.abs()) ** 2, cost=3, sympy=softsign,
-                  formula=True, spellings=("soft_sign",), definition="a/(1 + abs(a))")
+NDTR = ops.Op("ndtr", 1, torch.special.ndtr, lambda da, a, v: da * torch.exp(-0.5 * a * a) / math.sqrt(2 * math.pi),
+              cost=3, sympy=ndtr, formula=True, spellings=("normal_cdf",), definition="0.5*(1 + erf(a/sqrt(2)))")
 
 
 @pytest.fixture
-def with_softsign(monkeypatch):
-    monkeypatch.setattr(ops, "TABLE", ops.TABLE + (SOFTSIGN,))
-    return SOFTSIGN
+def with_ndtr(monkeypatch):
+    monkeypatch.setattr(ops, "TABLE", ops.TABLE + (NDTR,))
+    return NDTR
 
 
 def _formula(text: str) -> sp.Expr:
     return node_to_sympy(parse(text), {"x": X})
 
 
-def test_a_new_row_works_in_every_view(with_softsign, tmp_path):
-    expr = _formula("soft_sign(2*x) + Abs(x)")  # parsing: the name and its other spelling
-    assert expr == softsign(2 * X) + sp.Abs(X)
-    assert count_flops(expr) == 3 + 1 + 1 + 1  # softsign, abs, the sum, the product
+def test_a_new_row_works_in_every_view(with_ndtr, tmp_path):
+    expr = _formula("normal_cdf(2*x) + Abs(x)")  # parsing: the name and its other spelling
+    assert expr == ndtr(2 * X) + sp.Abs(X)
+    assert count_flops(expr) == 3 + 1 + 1 + 1  # ndtr, abs, the sum, the product
 
     z = torch.linspace(-3, 3, 61, dtype=torch.float64, requires_grad=True)
-    want = F.softsign(2 * z) + z.abs()
+    want = torch.special.ndtr(2 * z) + z.abs()
     assert torch.allclose(to_torch(expr)(z), want)  # torch
 
     prog = lower(expr)  # lowering: the new opcode appears in the program
-    assert ops.opcode("softsign") in {i.op for i in prog.instrs}
+    assert ops.opcode("ndtr") in {i.op for i in prog.instrs}
     (slope,) = torch.autograd.grad(want.sum(), z)
     zs = z.detach()
     for interp in (Interpreter, LoopInterpreter):  # interpreters: value and derivative
@@ -62,20 +61,20 @@ def test_a_new_row_works_in_every_view(with_softsign, tmp_path):
         assert torch.allclose(v[0], want.detach()) and torch.allclose(d[0], slope)
 
     # a grammar may define a primitive with it, and the batched evaluator trains it as the reference does
-    grammar = grammar_from_dict({"primitives": {"ss": {"arity": 1, "sympy": "softsign(a)"},
+    grammar = grammar_from_dict({"primitives": {"ss": {"arity": 1, "sympy": "ndtr(a)"},
                                                 "add": {"arity": 2, "sympy": "a + b"}}})
     tasks, cfg = make_suite("smoke", 64, 64), TrainConfig(width=8, depth=1, steps=20, dtype="float64")
     batched = evaluate_batched([expr], grammar, tasks, [0], cfg, device="cpu")[0]
     reference = evaluate_reference(to_torch(expr), tasks, [0], cfg)
     assert math.isclose(batched.ood_score, reference.ood_score, rel_tol=1e-6)
 
-    source = torch_source(Member(1, "softsign(2*x) + abs(x)", expr, None, None, None, grammar, tmp_path))
-    assert "torch.nn.functional.softsign" in source  # export
+    source = torch_source(Member(1, "ndtr(2*x) + abs(x)", expr, None, None, None, grammar, tmp_path))
+    assert "torch.special.ndtr" in source  # export
     namespace: dict = {}
     exec(compile(source, str(tmp_path / "act.py"), "exec"), namespace)  # noqa: S102 - our own generated file
     assert torch.allclose(namespace["activation"](zs), want.detach())
 
-    assert rewrite("softsign") == "a/(1 + abs(a))"  # the LLM vocabulary
+    assert rewrite("ndtr") == "0.5*(1 + erf(a/sqrt(2)))"  # the LLM vocabulary
 
 
 def test_a_removed_row_is_gone_everywhere(monkeypatch):

@@ -35,7 +35,6 @@ EXTRA_REWRITES: dict[str, str] = {
     "relu6": "min(max(a, 0), 6)",
     "hardtanh": "min(max(a, -1), 1)",
     "mish": "a*tanh(softplus(a))",
-    "softsign": "a/(1 + abs(a))",
     "log1p": "log(1 + a)",
     "expm1": "exp(a) - 1",
     "reciprocal": "1/a",
