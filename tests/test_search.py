@@ -106,3 +106,44 @@ def test_random_trees_from_the_loop_parse_back(backend):
     for _ in range(50):
         tree = gp.PrimitiveTree(gp.genHalfAndHalf(pset, 1, 3))
         assert str(s.individual(str(tree))) == str(tree)
+
+
+SIGNS = """name: signs
+description: a space where sign flips are one mutation away.
+primitives:
+  neg: {arity: 1, sympy: "-a", cost: 1}
+  tanh: {arity: 1, sympy: "tanh(a)", cost: 5}
+  relu: {arity: 1, sympy: "Max(a, 0)", torch: torch.relu, cost: 1, inline: false}
+  sin: {arity: 1, sympy: "sin(a)", cost: 4}
+  add: {arity: 2, sympy: "a + b", cost: 1}
+  mul: {arity: 2, sympy: "a * b", cost: 1}
+terminals:
+  constants: [0.5, 2]
+limits: {max_height: 4, max_size: 9, max_flops: 30, init_min_height: 1, init_max_height: 2}
+"""
+
+
+def test_a_run_never_trains_a_sign_mirror_of_a_function_it_trained(tmp_path):
+    """-f(x), f(-x) and -f(-x) train like f in distribution: `gpact run` varies such a child again instead."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gpact.cli import main
+    from gpact.expr.fingerprint import mirror_keys, probe_values
+    from gpact.expr.trees import analyse, formula_to_sympy
+
+    grammar = tmp_path / "signs.yaml"
+    grammar.write_text(SIGNS)
+    res = CliRunner().invoke(main, ["run", "--grammar", str(grammar), "--generations", "8", "--population", "8",
+                                    "--seed", "0", "--tasks", "smoke", "--train-seeds", "1", "--steps", "3",
+                                    "--width", "4", "--validation", "", "--test", "", "--out", str(tmp_path),
+                                    "--run-id", "m"])
+    assert res.exit_code == 0, res.output
+    g = load_grammar(str(grammar))
+    rows = [json.loads(line) for line in (tmp_path / "m" / "candidates.jsonl").read_text().splitlines()]
+    keys = {r["key"] for r in rows}
+    assert len(keys) > 30  # the premise: enough functions trained for mirrors to have come up
+    for r in rows:
+        an = analyse(formula_to_sympy(r["tree"], g), g)
+        assert not mirror_keys(an.expr, probe_values(an.expr, g), g) & keys, r["formula"]

@@ -62,6 +62,22 @@ def family_key(expr: sp.Expr, values: np.ndarray, grammar: Grammar) -> str:
     return "t" + key_of(both)[:15]
 
 
+def mirror_keys(expr: sp.Expr, values: np.ndarray, grammar: Grammar) -> frozenset[str]:
+    """Keys of the function's sign mirrors -f(x), f(-x) and -f(-x), given its `values` on PROBE.
+
+    A network's initial weights and biases are drawn symmetrically about 0 (gpact.train.mlp) and Adam is
+    equivariant to flipping a weight's sign, so each mirror trains exactly like f from flipped weights: the
+    same function in distribution, though not from the same seed. Training a mirror is a fresh draw of f's
+    noise, not a new function. Empty for formulas with trainable constants (their keys are family keys)."""
+    if start_values(expr):
+        return frozenset()
+    with torch.no_grad():
+        flipped = to_torch(expr, grammar.functions)(torch.tensor(-PROBE, dtype=torch.float64))
+    at_minus_x = np.broadcast_to(np.asarray(flipped, dtype=np.float64), PROBE.shape)
+    own = key_of(values)
+    return frozenset({key_of(-values), key_of(at_minus_x), key_of(-at_minus_x)} - {own})
+
+
 def key_of(values: np.ndarray) -> str:
     """The fingerprint of outputs on PROBE."""
     text = ",".join(f"{v:.6g}" for v in values)

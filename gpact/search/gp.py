@@ -20,6 +20,7 @@ from deap import base, creator, gp, tools
 
 from gpact.config import RunConfig
 from gpact.errors import FormulaError
+from gpact.expr.fingerprint import mirror_keys, probe_values
 from gpact.expr.grammar import Grammar
 from gpact.expr.templates import run_templates
 from gpact.expr.trees import Analysis, make_pset, parse_tree
@@ -69,6 +70,7 @@ class Search:
         self.mutations = [op for op in self.operators if op.parents == 1]
         self.seeds = list(range(cfg.train_seeds))
         self._analysis: dict[str, Analysis] = {}
+        self._mirrors: dict[str, frozenset[str]] = {}  # key -> its sign mirrors' keys
         self._features: dict[str, tuple] = {}  # --prescreen: tree text -> (outputs, fisher) feature rows
         lim = grammar.limits
         self.toolbox = base.Toolbox()
@@ -84,7 +86,7 @@ class Search:
 
     def initial_population(self) -> list:
         """Known activations the run accepts, then random trees (ramped half-and-half, or a random choice
-        in every slot of a random run template), all distinct."""
+        in every slot of a random run template), all distinct, none a sign mirror of another's function."""
         pop, seen = [], set()
         for text in SEED_FORMULAS:
             if len(pop) >= self.cfg.mu // 2:
@@ -96,15 +98,18 @@ class Search:
             if self.accept.ok(ind) and str(ind) not in seen:
                 pop.append(ind)
                 seen.add(str(ind))
+        keys = {self.analysis(p).key for p in pop}
         attempts = 0
         while len(pop) < self.cfg.mu:
             ind = self.individual(self._random_tree())
             attempts += 1
             # the tree's structure first, so that no sympy work is spent on a tree that fails it
-            fresh = str(ind) not in seen and self.accept.ok(ind) and self.accept.ok(ind, self.analysis(ind))
+            fresh = str(ind) not in seen and self.accept.ok(ind) and self.accept.ok(ind, self.analysis(ind)) \
+                and not self.mirrors(self.analysis(ind)) & keys
             if fresh or attempts > 50 * self.cfg.mu:
                 pop.append(ind)
                 seen.add(str(ind))
+                keys.add(self.analysis(ind).key)
         return pop
 
     def _random_tree(self) -> gp.PrimitiveTree:
@@ -142,9 +147,18 @@ class Search:
         return offspring
 
     def _news(self, tree, ctx: Context, made: set[str]) -> bool:
-        """Whether a child computes a valid function that is neither trained nor made this generation yet."""
+        """Whether a child computes a valid function that is neither trained nor made this generation yet, nor a
+        sign mirror of one (`mirror_keys`: a mirror would be another noisy draw of a function already scored,
+        which selection would reward for its luck alone)."""
         an = ctx.analysis(tree)
-        return an.key not in ctx.records and an.key not in made and self.accept.ok(tree, an)
+        if an.key in ctx.records or an.key in made or not self.accept.ok(tree, an):
+            return False
+        return not any(k in ctx.records or k in made for k in self.mirrors(an))
+
+    def mirrors(self, an: Analysis) -> frozenset[str]:
+        if an.key not in self._mirrors:
+            self._mirrors[an.key] = mirror_keys(an.expr, probe_values(an.expr, self.grammar), self.grammar)
+        return self._mirrors[an.key]
 
     def _vary_one(self, parent, parents: list, ctx: Context) -> list:
         if random.random() < self.cx_share:
