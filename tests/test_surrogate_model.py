@@ -11,7 +11,7 @@ from gpact.errors import ConfigError
 from gpact.search.surrogate_model import Features, KNNSurrogate, make_surrogate
 
 
-def test_knn_predicts_a_neighbours_score_and_weighs_both_feature_blocks():
+def test_knn_predicts_a_neighbours_score_on_the_chosen_feature_blocks():
     rng = np.random.default_rng(0)
     outputs, fisher = rng.normal(size=(40, 100)), rng.normal(size=(40, 5))
     fisher[1] = fisher[0] + 1e-3  # row 1 is row 0's neighbour by Fisher features alone

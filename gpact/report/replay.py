@@ -231,7 +231,8 @@ def run_replay(seeds: int = 20, batch: int = 8, model: str = "knn", gp_cap: int 
         if i is not None and i not in known:
             known.append(i)
     top, best = _targets(table.scores)
-    res = ReplayResult(table.size, table.protocol, seeds, batch, model, gp_cap=gp_cap if with_gp else 0,
+    label = f"{model} on {surrogate.which}" if isinstance(surrogate, KNNSurrogate) else model
+    res = ReplayResult(table.size, table.protocol, seeds, batch, label, gp_cap=gp_cap if with_gp else 0,
                        gp_seeds=min(gp_seeds or seeds, seeds) if with_gp else 0)
     runs: dict[str, list[tuple[int, int]]] = {"random": [], "surrogate": [], "surrogate-cold": []}
     if with_gp:
