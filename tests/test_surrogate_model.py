@@ -25,6 +25,20 @@ def test_knn_predicts_a_neighbours_score_on_the_chosen_feature_blocks():
     assert np.allclose(near, [3.0])
 
 
+def test_the_default_surrogate_looks_at_the_output_features_alone():
+    """The README's claim: the strategy's k-NN predicts from outputs only (the better predictor on the replay
+    table), so scrambling the Fisher block changes nothing, and scrambling the outputs does."""
+    from gpact.search.surrogate import SURROGATE_MODEL
+
+    rng = np.random.default_rng(1)
+    outputs, fisher = rng.normal(size=(50, 30)), rng.normal(size=(50, 8))
+    known, query, scores = np.arange(10, 50), np.arange(10), rng.normal(size=40)
+    model = make_surrogate(SURROGATE_MODEL)
+    base = model.predict(Features(outputs, fisher), known, scores, query)
+    assert np.array_equal(base, model.predict(Features(outputs, rng.permutation(fisher)), known, scores, query))
+    assert not np.allclose(base, model.predict(Features(rng.permutation(outputs), fisher), known, scores, query))
+
+
 def test_missing_umap_learn_is_a_one_line_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "umap", None)  # import umap raises ImportError
     with pytest.raises(ConfigError, match=r'pip install "gpact\[surrogate\]"'):
