@@ -1,8 +1,9 @@
 """The surrogate strategy (AQuaSurF): train the unevaluated functions a model predicts to be best.
 
 The space is every distinct function of the grammar's run templates (what `gpact enumerate` lists). Each
-function gets the features of gpact.train.features (outputs on fixed inputs, Fisher spectrum of the
-untrained MLP on the first search task), cached per fingerprint in the run folder. Generation 0 trains the
+function gets the features of gpact.train.features its model reads (outputs on fixed inputs; the Fisher
+spectrum of the untrained MLP on the first search task only for a model that uses it, which the default
+k-NN does not), cached per fingerprint in the run folder. Generation 0 trains the
 known activations the space holds (AQuaSurF's start), topped up with random functions of the space to a
 full batch; every later generation fits the surrogate (gpact.search.surrogate_model) on the trained
 functions' log scores and trains the `population` best-predicted untrained ones, so the batched evaluator
@@ -31,7 +32,7 @@ from gpact.search.accept import Acceptance
 from gpact.search.gp import SEED_FORMULAS, Search
 from gpact.search.operators import Operator
 from gpact.search.records import GenerationStats, State
-from gpact.search.surrogate_model import Features, make_surrogate, target
+from gpact.search.surrogate_model import Features, make_surrogate, target, uses_fisher
 from gpact.train.features import FeatureCache, fisher_features, output_features
 from gpact.train.fitness import WORST
 from gpact.train.objective import Objective
@@ -49,7 +50,8 @@ SURROGATE_MODEL = "knn"  # measured on the replay table (gpact bench --surrogate
 class Space:
     """The distinct functions of a grammar's run templates, with their fingerprints and features."""
 
-    def __init__(self, grammar: Grammar, templates, task: Task, cfg: RunConfig, cache_dir: Path | None):
+    def __init__(self, grammar: Grammar, templates, task: Task, cfg: RunConfig, cache_dir: Path | None,
+                 fisher: bool = True):
         if not templates:
             raise ConfigError(f"the surrogate strategy needs a grammar with run templates (such as aquasurf); "
                               f"'{grammar.name}' has none")
@@ -72,9 +74,12 @@ class Space:
             return FeatureCache(folder, kind).get(self.keys, compute)
 
         outputs = get("outputs", lambda idx: output_features([self.exprs[i] for i in idx], grammar))
-        fisher = get("fisher", lambda idx: fisher_features([self.exprs[i] for i in idx], grammar, task.x_train,
-                                                           task.y_train, cfg.train))
-        self.features = Features(outputs, fisher)
+        if fisher:
+            spectra = get("fisher", lambda idx: fisher_features([self.exprs[i] for i in idx], grammar,
+                                                                task.x_train, task.y_train, cfg.train))
+        else:  # the model does not read it (the default k-NN looks at outputs alone)
+            spectra = np.zeros((len(self.keys), 0))
+        self.features = Features(outputs, spectra)
 
 
 class SurrogateSearch(Search):
@@ -93,7 +98,8 @@ class SurrogateSearch(Search):
     @property
     def space(self) -> Space:
         if self._space is None:
-            self._space = Space(self.grammar, self.accept.templates, self.tasks[0], self.cfg, self.run_dir)
+            self._space = Space(self.grammar, self.accept.templates, self.tasks[0], self.cfg, self.run_dir,
+                                fisher=uses_fisher(self.model))
         return self._space
 
     def _batch_size(self, state: State) -> int:

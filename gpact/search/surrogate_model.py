@@ -134,6 +134,11 @@ class UMAPSurrogate:
 SURROGATES = {"knn": KNNSurrogate, "umap": UMAPSurrogate}
 
 
+def uses_fisher(model: Surrogate) -> bool:
+    """Whether a model reads the Fisher block: when it does not, nobody pays for computing it."""
+    return getattr(model, "which", "both") != "outputs"
+
+
 def make_surrogate(name: str, seed: int = 0) -> Surrogate:
     if name == "knn":
         return KNNSurrogate()
